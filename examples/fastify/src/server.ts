@@ -1,0 +1,32 @@
+// The seed example on Fastify: one file, run in the primary and in every worker.
+//   PORT=3000 WORKERS=auto node dist/server.js
+import { clusteredListen, clusterPlugin } from '@shoal/fastify'
+import Fastify from 'fastify'
+import { countUsers } from './db.js'
+
+declare module '@shoal/core' {
+  interface SharedValues {
+    usersCount: number
+  }
+}
+
+const app = Fastify({ logger: process.env.LOG === '1' })
+await app.register(clusterPlugin)
+
+app.get('/', async (request) => ({ pid: process.pid, worker: request.cluster.workerId, usersCount: request.cluster.shared.usersCount }))
+
+const port = Number(process.env.PORT ?? 3000)
+const workers = process.env.WORKERS === undefined || process.env.WORKERS === 'auto' ? 'auto' : Number(process.env.WORKERS)
+
+const handle = await clusteredListen(
+  app,
+  { port, host: process.env.HOST ?? '0.0.0.0' },
+  {
+    workers,
+    shared: { usersCount: { everyMs: 10_000, compute: countUsers } },
+  },
+)
+if (handle.role === 'primary') {
+  const { workers: running } = handle.status()
+  console.log(`shoal demo (fastify): ${running.length} workers on ${running[0]?.address} — try: curl ${running[0]?.address}/`)
+}

@@ -1,0 +1,46 @@
+export { type BackoffPolicy, type CrashLoopPolicy, CrashWindow, crashWeight, restartDelayMs } from './backoff.js'
+export { type DrainOptions, type DrainResult, type ServerDrain, trackServer } from './drain.js'
+export { codes, ShoalError, type ShoalErrorCode } from './errors.js'
+export { jsonLogger, type LogFn, type Logger, type LoggerOption, silentLogger, textLogger } from './logger.js'
+export {
+  type ClusterOptions,
+  type RequestHandler,
+  type ResolvedOptions,
+  resolveOptions,
+  type SharedSnapshot,
+  type SharedSource,
+  type SharedSources,
+  type SharedValues,
+  type WorkerInfo,
+} from './options.js'
+export {
+  type ClusterStatus,
+  KILL_MARGIN_MS,
+  Primary,
+  type PrimaryEvents,
+  type ReloadOutcome,
+  type WorkerState,
+  type WorkerStatus,
+} from './primary.js'
+export {
+  attachToServer,
+  type ClusterHandle,
+  type ListenOptions,
+  listen,
+  runCluster,
+  serve,
+  type WorkerHandle,
+  type WorkerMain,
+} from './run.js'
+export {
+  type ClusterContext,
+  context,
+  getShared,
+  getSharedInfo,
+  isDraining,
+  onSharedChange,
+  type RequestOptions,
+  type SharedListener,
+  sharedReady,
+  supervised,
+} from './worker.js'

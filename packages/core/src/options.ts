@@ -1,0 +1,313 @@
+import { availableParallelism } from 'node:os'
+import { fileURLToPath } from 'node:url'
+import type { BackoffPolicy, CrashLoopPolicy } from './backoff.js'
+import { invalidOption } from './errors.js'
+import { isLogger, type Logger, type LoggerOption, resolveLogger } from './logger.js'
+
+/**
+ * The values the primary broadcasts, typed once by the app:
+ * @example
+ * declare module '@shoal/core' {
+ *   interface SharedValues { usersCount: number }
+ * }
+ */
+// biome-ignore lint/suspicious/noEmptyInterface: augmented by users through declaration merging
+export interface SharedValues {}
+
+type Untyped = keyof SharedValues extends never ? true : false
+
+/** What `shared` looks like on a request: the latest frozen snapshot. A value the primary never managed to compute is `undefined`. */
+export type SharedSnapshot = Untyped extends true ? Readonly<Record<string, unknown>> : Readonly<Partial<SharedValues>>
+
+/** A value computed in the primary every `everyMs` (single-flight), or a static `value`. */
+export type SharedSource<T> =
+  | {
+      /** How often the primary recomputes the value, measured from the end of the previous compute. */
+      everyMs: number
+      /** Runs in the primary only. Sync or async; a throw keeps the last good value. */
+      compute: () => T | Promise<T>
+      /**
+       * A compute still running after this long is logged as failed and the last good value kept.
+       * @default everyMs, at most 30_000
+       */
+      timeoutMs?: number
+    }
+  | {
+      /** A static value; change it later with `primary.shared.set(name, value)`. */
+      value: T
+    }
+
+export type SharedSources = Untyped extends true
+  ? Record<string, SharedSource<unknown>>
+  : { [K in keyof SharedValues]?: SharedSource<SharedValues[K]> }
+
+/** Who asked: passed to request handlers in the primary. */
+export interface WorkerInfo {
+  /** Stable slot index (`SHOAL_WORKER_INDEX`), reused when a worker is replaced. */
+  slot: number
+  /** node:cluster's worker id: unique per fork. */
+  workerId: number
+  pid: number
+}
+
+export type RequestHandler = (payload: unknown, worker: WorkerInfo) => unknown
+
+export interface ClusterOptions {
+  /**
+   * How many workers to run. `'auto'` is `os.availableParallelism()`; `0` runs the app in this
+   * process without forking (tests, debugging), with the same shared values and request context.
+   * @default 'auto'
+   * @example workers: 4
+   */
+  workers?: number | 'auto'
+  /**
+   * The worker script. By default the current script is re-executed in each worker (the
+   * `clusteredListen` style); pass a separate file so the primary never loads the app.
+   * @default process.argv[1]
+   * @example exec: new URL('./server.js', import.meta.url)
+   */
+  exec?: string | URL
+  /**
+   * Arguments for the worker script.
+   * @default process.argv.slice(2)
+   */
+  args?: string[]
+  /**
+   * Extra environment variables for every worker (on top of the primary's environment).
+   * @example env: { NODE_ENV: 'production' }
+   */
+  env?: Record<string, string>
+  /**
+   * Handle SIGINT/SIGTERM (graceful shutdown; a second one exits at once) and SIGUSR2 (rolling reload).
+   * Set `false` when embedding shoal in a process that owns its signals; every action has an API call.
+   * @default true
+   */
+  signals?: boolean
+  /**
+   * How long a draining worker may take to finish in-flight requests before it closes every socket
+   * and exits 1. The primary SIGKILLs a worker still alive 2 s after this.
+   * @default 5000
+   * @example shutdownTimeoutMs: 10_000
+   */
+  shutdownTimeoutMs?: number
+  /**
+   * How long a draining worker waits before closing a keep-alive socket that sits idle, so a
+   * request already on the wire is served rather than reset.
+   * @default 500
+   */
+  idleSocketGraceMs?: number
+  /**
+   * How long a new worker may take to listen and report ready. Past it, the worker is killed and
+   * counted as a failed boot (or, in a rolling reload, the reload stops and the old workers stay).
+   * @default 30_000
+   */
+  readyTimeoutMs?: number
+  /**
+   * Restart delays after a crash: the first restart is immediate, then `minMs`, doubling to `maxMs`.
+   * A worker that stayed up `healthyAfterMs` resets its slot's count.
+   * @default { minMs: 250, maxMs: 30_000, healthyAfterMs: 30_000 }
+   */
+  restartBackoff?: Partial<BackoffPolicy>
+  /**
+   * The crash-loop breaker: crashes weighing `maxCrashes` within `windowMs` stop the cluster and exit
+   * the primary with code 1, so systemd, Docker or Kubernetes take over. A worker that dies before it
+   * was ever ready weighs 2, one that served weighs 1.
+   * @default { maxCrashes: 10, windowMs: 60_000 }
+   */
+  crashLoop?: Partial<CrashLoopPolicy>
+  /**
+   * A pino-compatible logger (`info/warn/error/debug`), or `'text'` (readable lines on stderr),
+   * `'json'` (JSON lines on stderr), `'silent'`.
+   * @default 'text'
+   * @example logger: app.log
+   */
+  logger?: LoggerOption
+  /**
+   * Values computed once in the primary and broadcast to every worker, where they sit on
+   * `request.cluster.shared`.
+   * @example shared: { usersCount: { everyMs: 10_000, compute: () => db.countUsers() } }
+   */
+  shared?: SharedSources
+  /**
+   * Answers to `request.cluster.request(cmd, payload)` from workers, run in the primary.
+   * @example handlers: { 'cache:purge': async (key) => cache.purge(String(key)) }
+   */
+  handlers?: Record<string, RequestHandler>
+  /**
+   * Cleanup run in each worker after its in-flight requests finished (DB pools, queues).
+   * @example onShutdown: () => pool.end()
+   */
+  onShutdown?: () => void | Promise<void>
+  /**
+   * How many slots a rolling reload replaces at once.
+   * @default 1
+   */
+  reloadConcurrency?: number
+}
+
+export interface ResolvedOptions {
+  workers: number
+  exec: string
+  args: string[]
+  env: Record<string, string>
+  signals: boolean
+  shutdownTimeoutMs: number
+  idleSocketGraceMs: number
+  readyTimeoutMs: number
+  restartBackoff: BackoffPolicy
+  crashLoop: CrashLoopPolicy
+  logger: Logger
+  shared: Record<string, SharedSource<unknown>>
+  handlers: Record<string, RequestHandler>
+  onShutdown: (() => void | Promise<void>) | undefined
+  reloadConcurrency: number
+}
+
+const KNOWN = new Set([
+  'workers',
+  'exec',
+  'args',
+  'env',
+  'signals',
+  'shutdownTimeoutMs',
+  'idleSocketGraceMs',
+  'readyTimeoutMs',
+  'restartBackoff',
+  'crashLoop',
+  'logger',
+  'shared',
+  'handlers',
+  'onShutdown',
+  'reloadConcurrency',
+])
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
+  const proto = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
+
+function durationMs(name: string, value: unknown, fallback: number, { min = 0 } = {}): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > 2 ** 31 - 1) {
+    throw invalidOption(name, `an integer number of milliseconds ≥ ${min}`, value)
+  }
+  return value
+}
+
+function positiveInt(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 10_000) {
+    throw invalidOption(name, 'a positive integer', value)
+  }
+  return value
+}
+
+function section(name: string, value: unknown): Record<string, unknown> {
+  if (value === undefined) return {}
+  if (!isPlainObject(value)) throw invalidOption(name, 'an object', value)
+  return value
+}
+
+function resolveWorkers(value: unknown): number {
+  if (value === undefined || value === 'auto') return availableParallelism()
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 1024) {
+    throw invalidOption('workers', "a positive integer, 0 (run in-process) or 'auto'", value)
+  }
+  return value
+}
+
+function resolveExec(value: unknown): string {
+  if (value === undefined) {
+    const script = process.argv[1]
+    if (!script) throw invalidOption('exec', 'a script path (none could be taken from process.argv[1])', value)
+    return script
+  }
+  if (value instanceof URL) {
+    if (value.protocol !== 'file:') throw invalidOption('exec', 'a file: URL or a path', value)
+    return fileURLToPath(value)
+  }
+  if (typeof value === 'string' && value.length > 0) return value.startsWith('file:') ? fileURLToPath(value) : value
+  throw invalidOption('exec', 'a file: URL or a path', value)
+}
+
+function stringArray(name: string, value: unknown, fallback: string[]): string[] {
+  if (value === undefined) return fallback
+  if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) throw invalidOption(name, 'an array of strings', value)
+  return [...value]
+}
+
+function resolveEnv(value: unknown): Record<string, string> {
+  const env = section('env', value)
+  for (const [k, v] of Object.entries(env)) if (typeof v !== 'string') throw invalidOption(`env.${k}`, 'a string', v)
+  return env as Record<string, string>
+}
+
+function resolveShared(value: unknown): Record<string, SharedSource<unknown>> {
+  const sources = section('shared', value)
+  for (const [name, source] of Object.entries(sources)) {
+    const at = `shared.${name}`
+    if (!isPlainObject(source)) throw invalidOption(at, '{ everyMs, compute } or { value }', source)
+    if ('value' in source) {
+      if ('compute' in source) throw invalidOption(at, 'either { value } or { everyMs, compute }, not both', source)
+      continue
+    }
+    if (typeof source.compute !== 'function') throw invalidOption(`${at}.compute`, 'a function', source.compute)
+    if (source.everyMs === undefined) throw invalidOption(`${at}.everyMs`, 'an integer number of milliseconds ≥ 10', undefined)
+    durationMs(`${at}.everyMs`, source.everyMs, 0, { min: 10 })
+    if (source.timeoutMs !== undefined) durationMs(`${at}.timeoutMs`, source.timeoutMs, 0, { min: 1 })
+  }
+  return sources as Record<string, SharedSource<unknown>>
+}
+
+function resolveHandlers(value: unknown): Record<string, RequestHandler> {
+  const handlers = section('handlers', value)
+  for (const [cmd, fn] of Object.entries(handlers)) {
+    if (typeof fn !== 'function') throw invalidOption(`handlers.${cmd}`, 'a function (payload, worker) => result', fn)
+  }
+  return handlers as Record<string, RequestHandler>
+}
+
+/** Validates every option up front, before anything is forked; throws `ShoalError` naming the first bad one. */
+export function resolveOptions(input: unknown = {}): ResolvedOptions {
+  if (!isPlainObject(input)) throw invalidOption('options', 'an object', input)
+  for (const key of Object.keys(input)) {
+    if (!KNOWN.has(key)) throw invalidOption(key, `a known option (${[...KNOWN].join(', ')})`, 'unknown option')
+  }
+  const o = input as ClusterOptions & Record<string, unknown>
+  if (o.signals !== undefined && typeof o.signals !== 'boolean') throw invalidOption('signals', 'a boolean', o.signals)
+  if (o.logger !== undefined && !['text', 'json', 'silent'].includes(o.logger as string) && !isLogger(o.logger)) {
+    throw invalidOption('logger', "a pino-compatible logger or 'text' | 'json' | 'silent'", o.logger)
+  }
+  if (o.onShutdown !== undefined && typeof o.onShutdown !== 'function') throw invalidOption('onShutdown', 'a function', o.onShutdown)
+  const backoff = section('restartBackoff', o.restartBackoff)
+  const crash = section('crashLoop', o.crashLoop)
+  const minMs = durationMs('restartBackoff.minMs', backoff.minMs, 250, { min: 1 })
+  const maxMs = durationMs('restartBackoff.maxMs', backoff.maxMs, 30_000, { min: 1 })
+  if (maxMs < minMs) throw invalidOption('restartBackoff.maxMs', `a number ≥ restartBackoff.minMs (${minMs})`, maxMs)
+
+  return {
+    workers: resolveWorkers(o.workers),
+    exec: resolveExec(o.exec),
+    args: stringArray('args', o.args, process.argv.slice(2)),
+    env: resolveEnv(o.env),
+    signals: o.signals ?? true,
+    shutdownTimeoutMs: durationMs('shutdownTimeoutMs', o.shutdownTimeoutMs, 5000, { min: 1 }),
+    idleSocketGraceMs: durationMs('idleSocketGraceMs', o.idleSocketGraceMs, 500),
+    readyTimeoutMs: durationMs('readyTimeoutMs', o.readyTimeoutMs, 30_000, { min: 1 }),
+    restartBackoff: {
+      minMs,
+      maxMs,
+      healthyAfterMs: durationMs('restartBackoff.healthyAfterMs', backoff.healthyAfterMs, 30_000),
+    },
+    crashLoop: {
+      maxCrashes: positiveInt('crashLoop.maxCrashes', crash.maxCrashes, 10),
+      windowMs: durationMs('crashLoop.windowMs', crash.windowMs, 60_000, { min: 1 }),
+    },
+    logger: resolveLogger(o.logger),
+    shared: resolveShared(o.shared),
+    handlers: resolveHandlers(o.handlers),
+    onShutdown: o.onShutdown,
+    reloadConcurrency: positiveInt('reloadConcurrency', o.reloadConcurrency, 1),
+  }
+}

@@ -1,0 +1,164 @@
+import cluster from 'node:cluster'
+import type { Server } from 'node:http'
+import { pathToFileURL } from 'node:url'
+import { codes, ShoalError } from './errors.js'
+import type { Logger } from './logger.js'
+import { type ClusterOptions, type ResolvedOptions, resolveOptions } from './options.js'
+import { Primary } from './primary.js'
+import { SharedStore } from './shared.js'
+import { attachServer, errorMessage, formatAddress, reportReady, runLocally, sharedReady, shutdownWorker, supervised } from './worker.js'
+
+/** What `runCluster` / `clusteredListen` resolve to in a worker, or in a single process (`workers: 0`). */
+export interface WorkerHandle {
+  /** `'worker'` under a shoal primary, `'single'` without one. */
+  readonly role: 'worker' | 'single'
+  /** Where the server listens, e.g. `http://127.0.0.1:3000`. */
+  readonly address: string
+  /** Drains this process's server, runs cleanup hooks, and exits the process. */
+  close(): Promise<never>
+}
+
+/** In the primary a `Primary`; in a worker or a single process a `WorkerHandle`. */
+export type ClusterHandle = Primary | WorkerHandle
+
+/** The worker's part, supplied by an adapter: create the server, listen, and the framework's close. */
+export interface WorkerMain {
+  server: Server
+  /** Starts listening. Called after the primary's shared values arrived. */
+  listen(): Promise<unknown>
+  /** The framework's own close, run after the server drained (Fastify's `onClose` hooks). */
+  close?: () => Promise<void>
+}
+
+let singleStarted = false
+
+/**
+ * Runs the cluster. In the primary: validates options, computes shared values, forks `workers` of
+ * `exec` (or of `main`'s script), supervises them, and resolves to the `Primary` once each is ready.
+ * In a worker: runs `main` and resolves once it listens and the primary was told. With `workers: 0`:
+ * runs everything in this process.
+ */
+export async function runCluster(options: ClusterOptions = {}, main?: () => WorkerMain | Promise<WorkerMain>): Promise<ClusterHandle> {
+  const opts = resolveOptions(options)
+  if (supervised) {
+    if (!main)
+      throw new ShoalError(
+        codes.SHOAL_ERR_INVALID_OPTION,
+        'runCluster() in a worker needs the worker part; call serve(server, ...) from the worker script instead',
+      )
+    return serveMain(await main(), opts)
+  }
+  if (cluster.isPrimary && opts.workers > 0) {
+    const primary = new Primary(opts)
+    if (opts.signals) installPrimarySignals(primary, opts.logger)
+    return primary.start()
+  }
+  await startSingle(opts)
+  if (main) return serveMain(await main(), opts)
+  await import(pathToFileURL(opts.exec).href)
+  return { role: 'single', address: 'unknown', close: () => shutdownWorker('api') }
+}
+
+/** `workers: 0` or no primary: compute shared values here and answer requests in-process. */
+async function startSingle(opts: ResolvedOptions): Promise<void> {
+  if (singleStarted) return
+  singleStarted = true
+  const apply = runLocally(opts.handlers, opts.logger)
+  const store = new SharedStore(opts.shared, opts.logger, apply)
+  await store.start()
+}
+
+function installPrimarySignals(primary: Primary, log: Logger): void {
+  let received: NodeJS.Signals | undefined
+  const onStop = (signal: NodeJS.Signals) => {
+    if (received) {
+      log.warn({ signal }, 'second signal, killing workers and exiting now')
+      primary.kill()
+      process.exit(signal === 'SIGINT' ? 130 : 143)
+    }
+    received = signal
+    void primary.shutdown(signal).then((code) => process.exit(code))
+  }
+  process.on('SIGINT', onStop)
+  process.on('SIGTERM', onStop)
+  if (process.platform !== 'win32') {
+    process.on('SIGUSR2', () => {
+      log.info({}, 'SIGUSR2: rolling reload')
+      primary.reload().catch(() => {}) // reported by the 'reload-failed' event and log line
+    })
+  }
+}
+
+async function serveMain(main: WorkerMain, opts: ResolvedOptions): Promise<WorkerHandle> {
+  await sharedReady()
+  attachServer(main.server, {
+    shutdownTimeoutMs: opts.shutdownTimeoutMs,
+    idleSocketGraceMs: opts.idleSocketGraceMs,
+    signals: opts.signals,
+    logger: opts.logger,
+    close: main.close,
+    onShutdown: opts.onShutdown,
+  })
+  try {
+    await main.listen()
+  } catch (err) {
+    const error = new ShoalError(codes.SHOAL_ERR_LISTEN, `could not listen: ${errorMessage(err)}`, { cause: err })
+    if (supervised) {
+      // A worker that cannot listen is a failed boot: say why, exit, and let the primary count it.
+      opts.logger.error({ err, pid: process.pid }, error.message)
+      process.exit(1)
+    }
+    throw error
+  }
+  const address = formatAddress(main.server.address())
+  if (supervised) reportReady(address)
+  else opts.logger.info({ address, pid: process.pid }, 'listening (single process)')
+  return { role: supervised ? 'worker' : 'single', address, close: () => shutdownWorker('api') }
+}
+
+export interface ListenOptions {
+  /** @default 0 (a free port) */
+  port?: number
+  /** @default all interfaces */
+  host?: string
+  backlog?: number
+}
+
+/** `server.listen` as a Promise that rejects on EADDRINUSE, EACCES, ... */
+export function listen(server: Server, options: ListenOptions): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen({ port: options.port ?? 0, host: options.host, backlog: options.backlog }, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+}
+
+type WorkerSideOptions = Pick<ClusterOptions, 'shutdownTimeoutMs' | 'idleSocketGraceMs' | 'onShutdown' | 'logger' | 'signals'>
+
+/**
+ * Hands a server that is already created (and maybe listening) to shoal's drain: SIGINT/SIGTERM in a
+ * single process, the primary's shutdown in a worker. `close` is the framework's own close, run after
+ * the drain. The first call for a server wins; later calls are no-ops.
+ */
+export function attachToServer(server: Server, options: WorkerSideOptions = {}, close?: () => Promise<void>): void {
+  const opts = resolveOptions(options)
+  attachServer(server, {
+    shutdownTimeoutMs: opts.shutdownTimeoutMs,
+    idleSocketGraceMs: opts.idleSocketGraceMs,
+    signals: opts.signals,
+    logger: opts.logger,
+    close,
+    onShutdown: opts.onShutdown,
+  })
+}
+
+/**
+ * Framework-free worker side: `await serve(http.createServer(handler), { port: 3000 })` in the
+ * script that `runCluster({ exec })` forks. Waits for the shared snapshot, listens, reports ready,
+ * and drains gracefully on shutdown.
+ */
+export function serve(server: Server, listenOptions: ListenOptions = {}, options: WorkerSideOptions = {}): Promise<WorkerHandle> {
+  return serveMain({ server, listen: () => listen(server, listenOptions) }, resolveOptions(options))
+}

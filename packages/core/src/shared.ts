@@ -1,0 +1,144 @@
+import { codes, ShoalError } from './errors.js'
+import type { Logger } from './logger.js'
+import type { SharedSource } from './options.js'
+import type { SharedEntry } from './protocol.js'
+import { jsonProblem } from './serialize.js'
+
+/** How long startup waits for the first round of computes before forking anyway. */
+export const FIRST_COMPUTE_WAIT_MS = 3000
+const MAX_COMPUTE_TIMEOUT_MS = 30_000
+
+type Publish = (name: string, entry: SharedEntry) => void
+
+/**
+ * The primary's side of shared values: computes each source on its own schedule (single-flight),
+ * keeps the last good value on failure, and publishes only real changes, once per change.
+ */
+export class SharedStore {
+  readonly #sources: Record<string, SharedSource<unknown>>
+  readonly #log: Logger
+  readonly #publish: Publish
+  readonly #entries = new Map<string, SharedEntry & { json: string }>()
+  readonly #timers = new Set<NodeJS.Timeout>()
+  readonly #running = new Map<string, Promise<void>>()
+  #stopped = false
+
+  constructor(sources: Record<string, SharedSource<unknown>>, log: Logger, publish: Publish) {
+    this.#sources = sources
+    this.#log = log
+    this.#publish = publish
+  }
+
+  /** Sets static values and starts every compute; resolves when the first round settled or after `waitMs`. */
+  async start(waitMs = FIRST_COMPUTE_WAIT_MS): Promise<void> {
+    const first: Promise<void>[] = []
+    for (const [name, source] of Object.entries(this.#sources)) {
+      if ('value' in source) {
+        this.#accept(name, source.value, 'value')
+      } else {
+        first.push(this.#run(name, source))
+      }
+    }
+    if (first.length === 0) return
+    let timer: NodeJS.Timeout | undefined
+    const waited = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, waitMs)
+      timer.unref()
+    })
+    await Promise.race([Promise.all(first), waited])
+    clearTimeout(timer)
+  }
+
+  stop(): void {
+    this.#stopped = true
+    for (const t of this.#timers) clearTimeout(t)
+    this.#timers.clear()
+  }
+
+  /** Every current entry, for a new worker's snapshot. */
+  snapshot(): Record<string, SharedEntry> {
+    const out: Record<string, SharedEntry> = {}
+    for (const [name, { value, version, updatedAt }] of this.#entries) out[name] = { value, version, updatedAt }
+    return out
+  }
+
+  get(name: string): unknown {
+    return this.#entries.get(name)?.value
+  }
+
+  /** Imperative push. Throws `ShoalError` (SHOAL_ERR_NOT_SERIALIZABLE) for a value that cannot cross IPC. */
+  set(name: string, value: unknown): void {
+    if (typeof name !== 'string' || name.length === 0) {
+      throw new ShoalError(codes.SHOAL_ERR_INVALID_OPTION, `Expected a shared value name, got \`${String(name)}\``)
+    }
+    const problem = jsonProblem(value)
+    if (problem) throw notSerializable(name, problem)
+    this.#accept(name, value, 'set')
+  }
+
+  #accept(name: string, value: unknown, origin: string): boolean {
+    const problem = jsonProblem(value)
+    if (problem) {
+      this.#log.error({ name, origin, err: notSerializable(name, problem) }, 'shared value rejected, last good value kept')
+      return false
+    }
+    const json = JSON.stringify(value)
+    const previous = this.#entries.get(name)
+    if (previous?.json === json) return false
+    const entry = { value: JSON.parse(json) as unknown, version: (previous?.version ?? 0) + 1, updatedAt: Date.now() }
+    this.#entries.set(name, { ...entry, json })
+    this.#publish(name, entry)
+    return true
+  }
+
+  #run(name: string, source: Extract<SharedSource<unknown>, { compute: unknown }>): Promise<void> {
+    if (this.#running.has(name)) {
+      this.#log.warn({ name }, 'shared compute still running from the previous tick, skipped')
+      this.#schedule(name, source)
+      return Promise.resolve()
+    }
+    const timeoutMs = source.timeoutMs ?? Math.min(source.everyMs, MAX_COMPUTE_TIMEOUT_MS)
+    const computing = (async () => source.compute())()
+    const settled = computing.then(
+      () => {},
+      () => {},
+    )
+    this.#running.set(name, settled)
+    void settled.then(() => this.#running.delete(name))
+
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs)
+      timer.unref()
+    })
+    return Promise.race([computing, deadline]).then(
+      (value) => {
+        clearTimeout(timer)
+        if (!this.#stopped) this.#accept(name, value, 'compute')
+        this.#schedule(name, source)
+      },
+      (err: unknown) => {
+        clearTimeout(timer)
+        if (!this.#stopped) {
+          const error = new ShoalError(codes.SHOAL_ERR_COMPUTE_FAILED, `compute for shared value "${name}" failed`, { cause: err })
+          this.#log.error({ name, err: err instanceof Error ? err : String(err) }, `${error.message}, last good value kept`)
+        }
+        this.#schedule(name, source)
+      },
+    )
+  }
+
+  #schedule(name: string, source: Extract<SharedSource<unknown>, { compute: unknown }>): void {
+    if (this.#stopped) return
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer)
+      void this.#run(name, source)
+    }, source.everyMs)
+    timer.unref()
+    this.#timers.add(timer)
+  }
+}
+
+function notSerializable(name: string, problem: string): ShoalError {
+  return new ShoalError(codes.SHOAL_ERR_NOT_SERIALIZABLE, `shared value "${name}" cannot be sent to workers: ${problem}`)
+}

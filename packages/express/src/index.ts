@@ -1,0 +1,59 @@
+import { createServer, IncomingMessage } from 'node:http'
+import { type ClusterContext, type ClusterHandle, type ClusterOptions, context, type ListenOptions, listen, runCluster } from '@shoal/core'
+import type { RequestHandler } from 'express'
+
+declare global {
+  namespace Express {
+    interface Request {
+      /** This worker's cluster context: `{ workerId, slot, pid, shared, request }`. The same object on every request. */
+      readonly cluster: ClusterContext
+    }
+  }
+}
+
+export type { ClusterContext, ClusterHandle, ClusterOptions } from '@shoal/core'
+
+/**
+ * Defines `req.cluster` once, as a getter on Express's base request prototype (the one every app's
+ * and sub-app's request inherits from), so no request pays for an assignment.
+ */
+function exposeContext(req: object): void {
+  let proto = Object.getPrototypeOf(req) as object | null
+  while (proto && Object.getPrototypeOf(proto) !== IncomingMessage.prototype) proto = Object.getPrototypeOf(proto) as object | null
+  if (proto && !Object.hasOwn(proto, 'cluster')) {
+    Object.defineProperty(proto, 'cluster', { get: () => context, configurable: true, enumerable: false })
+  }
+}
+
+/**
+ * Gives every request `req.cluster`. Draining (served with `Connection: close`, never a 503) is
+ * done by `clusteredListen` on the server, so this middleware costs one boolean check per request.
+ * @example app.use(clustered())
+ */
+export function clustered(): RequestHandler {
+  let exposed = false
+  return function shoalClustered(req, _res, next) {
+    if (!exposed) {
+      exposeContext(req)
+      exposed = true
+    }
+    next()
+  }
+}
+
+/** An Express app, or any `(req, res)` request listener. */
+export type RequestListener = Parameters<typeof createServer>[1] & {}
+
+/**
+ * In the primary: forks and supervises workers, resolves to the `Primary` handle.
+ * In a worker: listens (after the shared values arrived), drains gracefully on shutdown, reports
+ * ready, resolves to `{ role: 'worker', address }`. With `workers: 0`: runs in this process.
+ * A listen error (EADDRINUSE, EACCES) rejects with `SHOAL_ERR_LISTEN`; in a worker it is a failed boot.
+ * @example await clusteredListen(app, 3000, { shared: { usersCount: { everyMs: 10_000, compute: countUsers } } })
+ */
+export function clusteredListen(app: RequestListener, port: number | ListenOptions, options: ClusterOptions = {}): Promise<ClusterHandle> {
+  return runCluster(options, () => {
+    const server = createServer(app)
+    return { server, listen: () => listen(server, typeof port === 'number' ? { port } : port) }
+  })
+}

@@ -1,0 +1,64 @@
+import { attachToServer, type ClusterContext, type ClusterHandle, type ClusterOptions, context, runCluster, trackServer } from '@shoal/core'
+import type { FastifyInstance, FastifyListenOptions } from 'fastify'
+import fp from 'fastify-plugin'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** This worker's cluster context: `{ workerId, slot, pid, shared, request }`. The same object on every request. */
+    readonly cluster: ClusterContext
+  }
+  interface FastifyInstance {
+    /** This worker's cluster context, outside a request. */
+    readonly cluster: ClusterContext
+  }
+}
+
+export type { ClusterContext, ClusterHandle, ClusterOptions } from '@shoal/core'
+
+/** Options for `clusterPlugin` when the app is started with a plain `app.listen()`. */
+export type ClusterPluginOptions = Pick<ClusterOptions, 'shutdownTimeoutMs' | 'idleSocketGraceMs' | 'signals' | 'onShutdown'>
+
+/**
+ * Decorates `request.cluster` and `fastify.cluster` (getters over the worker's one context) and
+ * hands the server to shoal's drain: on shutdown the server drains first (requests that reach it are
+ * served with `Connection: close`), then `fastify.close()` runs the `onClose` hooks. Without
+ * `clusteredListen`, a plain `app.listen()` gets the same SIGINT/SIGTERM handling.
+ * @example await app.register(clusterPlugin)
+ */
+export const clusterPlugin = fp<ClusterPluginOptions>(
+  async function shoalCluster(fastify, options) {
+    fastify.decorate('cluster', { getter: () => context })
+    fastify.decorateRequest('cluster', { getter: () => context })
+    trackServer(fastify.server) // counts connections from the first one on
+    // A plain app.listen(): same drain and signals. Under clusteredListen the server is attached already.
+    fastify.addHook('onListen', async () => attachToServer(fastify.server, options, () => fastify.close()))
+  },
+  { name: '@shoal/fastify', fastify: '5.x' },
+)
+
+/**
+ * In the primary: forks and supervises workers, resolves to the `Primary` handle.
+ * In a worker: registers `clusterPlugin` if the app has not, listens with Fastify's own `listen`
+ * (after the shared values arrived), reports ready, resolves to `{ role: 'worker', address }`.
+ * With `workers: 0`: runs in this process.
+ * @example await clusteredListen(app, { port: 3000, host: '0.0.0.0' }, { workers: 4 })
+ */
+export async function clusteredListen(
+  app: FastifyInstance,
+  listenOptions: FastifyListenOptions,
+  options: ClusterOptions = {},
+): Promise<ClusterHandle> {
+  return runCluster(options, async () => {
+    if (!app.hasPlugin('@shoal/fastify')) await app.register(clusterPlugin, pick(options))
+    return { server: app.server, listen: () => app.listen(listenOptions), close: () => app.close() }
+  })
+}
+
+function pick(options: ClusterOptions): ClusterPluginOptions {
+  const out: ClusterPluginOptions = {}
+  if (options.shutdownTimeoutMs !== undefined) out.shutdownTimeoutMs = options.shutdownTimeoutMs
+  if (options.idleSocketGraceMs !== undefined) out.idleSocketGraceMs = options.idleSocketGraceMs
+  if (options.signals !== undefined) out.signals = options.signals
+  if (options.onShutdown !== undefined) out.onShutdown = options.onShutdown
+  return out
+}
