@@ -25,6 +25,7 @@ export {
 export {
   attachToServer,
   type ClusterHandle,
+  createPrimary,
   type ListenOptions,
   listen,
   runCluster,

@@ -137,6 +137,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     // Round-robin everywhere: Windows' default (SCHED_NONE) lets one worker take most connections.
     cluster.schedulingPolicy = cluster.SCHED_RR
     cluster.setupPrimary({ exec: this.#opts.exec, args: this.#opts.args })
+    if (this.#opts.signals) installPrimarySignals(this, this.#log)
     await this.#store.start()
     for (const slot of this.#slots) this.#forkSlot(slot)
     await this.#started.promise
@@ -423,7 +424,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         entry.worker.process.kill('SIGKILL')
       } else {
         entry.state = 'draining'
-        this.#send(entry, { shoal: 1, type: 'shutdown', reason })
+        this.#send(entry, { shoal: 1, type: 'shutdown', reason, shutdownTimeoutMs: this.#opts.shutdownTimeoutMs })
         clearTimeout(entry.killTimer)
         entry.killTimer = setTimeout(() => {
           this.#log.warn({ slot: entry.slot, pid: entry.pid }, 'worker outlived its drain deadline, SIGKILL')
@@ -504,3 +505,25 @@ function firstLine(text: string): string {
   const lines = text.split('\n')
   return lines.slice(0, 2).join(' | ').slice(0, 500)
 }
+
+function installPrimarySignals(primary: Primary, log: Logger): void {
+  let received: NodeJS.Signals | undefined
+  const onStop = (signal: NodeJS.Signals) => {
+    if (received) {
+      log.warn({ signal }, 'second signal, killing workers and exiting now')
+      primary.kill()
+      process.exit(signal === 'SIGINT' ? 130 : 143)
+    }
+    received = signal
+    void primary.shutdown(signal).then((code) => process.exit(code))
+  }
+  process.on('SIGINT', onStop)
+  process.on('SIGTERM', onStop)
+  if (process.platform !== 'win32') {
+    process.on('SIGUSR2', () => {
+      log.info('SIGUSR2: rolling reload')
+      primary.reload().catch(() => {}) // reported by the 'reload-failed' event and log line
+    })
+  }
+}
+

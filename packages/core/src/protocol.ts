@@ -19,7 +19,7 @@ export interface WireError {
 export type PrimaryMessage =
   | { shoal: 1; type: 'shared-snapshot'; entries: Record<string, SharedEntry> }
   | { shoal: 1; type: 'shared-update'; name: string; entry: SharedEntry }
-  | { shoal: 1; type: 'shutdown'; reason: string }
+  | { shoal: 1; type: 'shutdown'; reason: string; shutdownTimeoutMs: number }
   | { shoal: 1; type: 'response'; id: number; ok: true; value: unknown }
   | { shoal: 1; type: 'response'; id: number; ok: false; error: WireError }
   | { shoal: 1; type: 'ping'; seq: number }

@@ -2,7 +2,6 @@ import cluster from 'node:cluster'
 import type { Server } from 'node:http'
 import { pathToFileURL } from 'node:url'
 import { codes, ShoalError } from './errors.js'
-import type { Logger } from './logger.js'
 import { type ClusterOptions, type ResolvedOptions, resolveOptions } from './options.js'
 import { Primary } from './primary.js'
 import { SharedStore } from './shared.js'
@@ -48,15 +47,19 @@ export async function runCluster(options: ClusterOptions = {}, main?: () => Work
       )
     return serveMain(await main(), opts)
   }
-  if (cluster.isPrimary && opts.workers > 0) {
-    const primary = new Primary(opts)
-    if (opts.signals) installPrimarySignals(primary, opts.logger)
-    return primary.start()
-  }
+  if (cluster.isPrimary && opts.workers > 0) return new Primary(opts).start()
   await startSingle(opts)
   if (main) return serveMain(await main(), opts)
   await import(pathToFileURL(opts.exec).href)
   return { role: 'single', address: 'unknown', close: () => shutdownWorker('api') }
+}
+
+/**
+ * The primary without starting it, for code that wants every event from the first fork on:
+ * `const primary = createPrimary(opts); primary.on('fork', ...); await primary.start()`.
+ */
+export function createPrimary(options: ClusterOptions = {}): Primary {
+  return new Primary(resolveOptions(options))
 }
 
 /** `workers: 0` or no primary: compute shared values here and answer requests in-process. */
@@ -66,27 +69,6 @@ async function startSingle(opts: ResolvedOptions): Promise<void> {
   const apply = runLocally(opts.handlers, opts.logger)
   const store = new SharedStore(opts.shared, opts.logger, apply)
   await store.start()
-}
-
-function installPrimarySignals(primary: Primary, log: Logger): void {
-  let received: NodeJS.Signals | undefined
-  const onStop = (signal: NodeJS.Signals) => {
-    if (received) {
-      log.warn({ signal }, 'second signal, killing workers and exiting now')
-      primary.kill()
-      process.exit(signal === 'SIGINT' ? 130 : 143)
-    }
-    received = signal
-    void primary.shutdown(signal).then((code) => process.exit(code))
-  }
-  process.on('SIGINT', onStop)
-  process.on('SIGTERM', onStop)
-  if (process.platform !== 'win32') {
-    process.on('SIGUSR2', () => {
-      log.info({}, 'SIGUSR2: rolling reload')
-      primary.reload().catch(() => {}) // reported by the 'reload-failed' event and log line
-    })
-  }
 }
 
 async function serveMain(main: WorkerMain, opts: ResolvedOptions): Promise<WorkerHandle> {

@@ -172,8 +172,10 @@ let signalsInstalled = false
  * Drains every attached server (in-flight requests finish), then runs the framework's close and the
  * app's cleanup, then exits: 0 when everything finished in time, 1 otherwise. Idempotent.
  */
-export function shutdownWorker(reason: string): Promise<never> {
+export function shutdownWorker(reason: string, deadlineMs?: number): Promise<never> {
   shutdownPromise ??= (async () => {
+    // The primary's deadline wins: it is the one that SIGKILLs after it.
+    if (deadlineMs !== undefined) for (const a of attached) a.options = { ...a.options, shutdownTimeoutMs: deadlineMs }
     send({ shoal: 1, type: 'draining' })
     const started = Date.now()
     const first = attached[0]?.options
@@ -260,7 +262,7 @@ function onPrimaryMessage(raw: unknown): void {
       return
     case 'shutdown':
       if (attached.length === 0) process.exit(0)
-      void shutdownWorker(message.reason)
+      void shutdownWorker(message.reason, message.shutdownTimeoutMs)
       return
     case 'response': {
       const waiting = pending.get(message.id)

@@ -1,0 +1,73 @@
+import http from 'node:http'
+
+export interface Reply {
+  status: number
+  headers: http.IncomingHttpHeaders
+  body: string
+  json<T = Record<string, unknown>>(): T
+}
+
+/** One GET. `agent: false` opens a fresh connection (so round-robin picks a worker per request). */
+export function get(url: string, agent: http.Agent | false = false, timeoutMs = 15_000): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent, timeout: timeoutMs }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (c: string) => {
+        body += c
+      })
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: <T>() => JSON.parse(body) as T }),
+      )
+      res.on('error', reject)
+    })
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${url} within ${timeoutMs} ms`)))
+    req.on('error', reject)
+  })
+}
+
+export interface HammerResult {
+  sent: number
+  statuses: Record<number, number>
+  errors: string[]
+  pids: Set<number>
+  /** Responses that asked to close the connection. */
+  closeHeaders: number
+}
+
+/**
+ * A keep-alive client sending requests back to back (one socket at a time) until `stop()` or a bound
+ * on time/count. Every answer and every error is counted: to this client, a reset is a dropped request.
+ */
+export function hammer(url: string, { maxRequests = 20_000, maxMs = 30_000, sockets = 1 } = {}) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: sockets })
+  const result: HammerResult = { sent: 0, statuses: {}, errors: [], pids: new Set(), closeHeaders: 0 }
+  let stopped = false
+  const started = Date.now()
+  const loop = async () => {
+    while (!stopped && result.sent < maxRequests && Date.now() - started < maxMs) {
+      result.sent++
+      try {
+        const reply = await get(url, agent)
+        result.statuses[reply.status] = (result.statuses[reply.status] ?? 0) + 1
+        if (reply.headers.connection === 'close') result.closeHeaders++
+        const pid = Number((reply.json() as { pid?: number }).pid)
+        if (pid) result.pids.add(pid)
+      } catch (err) {
+        result.errors.push((err as NodeJS.ErrnoException).code ?? (err as Error).message)
+      }
+    }
+  }
+  const done = Promise.all(Array.from({ length: sockets }, loop)).then(() => {
+    agent.destroy()
+    return result
+  })
+  return {
+    result,
+    stop: () => {
+      stopped = true
+      return done
+    },
+    done,
+  }
+}
