@@ -16,9 +16,7 @@ export function get(url: string, agent: http.Agent | false = false, timeoutMs = 
       res.on('data', (c: string) => {
         body += c
       })
-      res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: <T>() => JSON.parse(body) as T }),
-      )
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: <T>() => JSON.parse(body) as T }))
       res.on('error', reject)
     })
     req.on('timeout', () => req.destroy(new Error(`no answer from ${url} within ${timeoutMs} ms`)))

@@ -526,4 +526,3 @@ function installPrimarySignals(primary: Primary, log: Logger): void {
     })
   }
 }
-

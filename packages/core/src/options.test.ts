@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest'
+import { codes, ShoalError } from './errors.js'
+import { resolveOptions } from './options.js'
+
+function rejection(options: unknown): ShoalError {
+  try {
+    resolveOptions(options)
+  } catch (err) {
+    if (err instanceof ShoalError) return err
+    throw err
+  }
+  throw new Error('expected resolveOptions to throw')
+}
+
+describe('resolveOptions', () => {
+  it('fills documented defaults', () => {
+    const o = resolveOptions({ workers: 3 })
+    expect(o).toMatchObject({
+      workers: 3,
+      signals: true,
+      shutdownTimeoutMs: 5000,
+      readyTimeoutMs: 30_000,
+      restartBackoff: { minMs: 250, maxMs: 30_000, healthyAfterMs: 30_000 },
+      crashLoop: { maxCrashes: 10, windowMs: 60_000 },
+      reloadConcurrency: 1,
+    })
+    expect(resolveOptions({ workers: 'auto' }).workers).toBeGreaterThanOrEqual(1)
+    expect(resolveOptions({ workers: 0 }).workers).toBe(0)
+  })
+
+  it.each([
+    [{ workers: -1 }, "Expected `workers` to be a positive integer, 0 (run in-process) or 'auto', got `-1`"],
+    [{ workers: 1.5 }, '`workers`'],
+    [{ workers: '4' }, 'got `"4"`'],
+    [{ shutdownTimeoutMs: -5 }, 'Expected `shutdownTimeoutMs` to be an integer number of milliseconds ≥ 1, got `-5`'],
+    [{ readyTimeoutMs: 'soon' }, '`readyTimeoutMs`'],
+    [{ signals: 'yes' }, 'Expected `signals` to be a boolean'],
+    [{ exec: 42 }, 'Expected `exec` to be a file: URL or a path, got `42`'],
+    [{ restartBackoff: { minMs: 1000, maxMs: 10 } }, '`restartBackoff.maxMs`'],
+    [{ crashLoop: { maxCrashes: 0 } }, 'Expected `crashLoop.maxCrashes` to be a positive integer, got `0`'],
+    [{ logger: console.log }, '`logger`'],
+    [{ shared: { usersCount: { compute: 5, everyMs: 10 } } }, 'Expected `shared.usersCount.compute` to be a function, got `5`'],
+    [
+      { shared: { usersCount: { compute: () => 1 } } },
+      'Expected `shared.usersCount.everyMs` to be an integer number of milliseconds ≥ 10, got `undefined`',
+    ],
+    [{ shared: { x: 3 } }, 'Expected `shared.x` to be { everyMs, compute } or { value }, got `3`'],
+    [{ handlers: { ping: 'pong' } }, 'Expected `handlers.ping` to be a function'],
+    [{ wrokers: 2 }, 'Expected `wrokers` to be a known option'],
+    [null, 'Expected `options` to be an object, got `null`'],
+  ])('rejects %j by name', (options, message) => {
+    const err = rejection(options)
+    expect(err.code).toBe(codes.SHOAL_ERR_INVALID_OPTION)
+    expect(err.message).toContain(message)
+  })
+})
