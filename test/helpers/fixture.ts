@@ -32,7 +32,7 @@ export class Fixture {
   #exit: { code: number | null; signal: NodeJS.Signals | null } | undefined
 
   constructor(name: string, env: Record<string, string> = {}) {
-    this.child = spawn(process.execPath, [fixturePath(name)], {
+    this.child = spawn(process.execPath, [name.startsWith('/') ? name : fixturePath(name)], {
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       env: { ...process.env, ...env },

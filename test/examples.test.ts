@@ -1,0 +1,19 @@
+// The examples, started the way `pnpm demo` starts them, hit once, stopped with Ctrl+C.
+import { fileURLToPath } from 'node:url'
+import { describe, expect, it } from 'vitest'
+import { Fixture } from './helpers/fixture.js'
+import { get } from './helpers/http.js'
+
+describe.each(['express', 'fastify'])('examples/%s', (name) => {
+  it('serves the worker pid and the cached usersCount, and stops cleanly', async () => {
+    const server = fileURLToPath(new URL(`../examples/${name}/dist/server.js`, import.meta.url))
+    const f = new Fixture(server, { PORT: '0', HOST: '127.0.0.1', WORKERS: '2' })
+    await f.waitForOutput(/workers on (http:\/\/\S+)/)
+    const address = /workers on (http:\/\/\S+)/.exec(f.stdout)?.[1] ?? ''
+    const body = (await get(`${address}/`)).json<{ pid: number; usersCount: number }>()
+    expect(body.pid).not.toBe(f.pid)
+    expect(body.usersCount).toBeGreaterThanOrEqual(1000)
+    f.signalGroup('SIGINT')
+    expect((await f.waitForExit()).code).toBe(0)
+  })
+})
