@@ -51,7 +51,11 @@ describe('fastify adapter, unclustered', () => {
   it('decorates request.cluster and fastify.cluster with the worker context', async () => {
     const app = Fastify()
     await app.register(clusterPlugin, { signals: false })
-    app.get('/', async (request) => ({ workerId: request.cluster.workerId, same: request.cluster === app.cluster, shared: request.cluster.shared }))
+    app.get('/', async (request) => ({
+      workerId: request.cluster.workerId,
+      same: request.cluster === app.cluster,
+      shared: request.cluster.shared,
+    }))
     const res = await app.inject({ method: 'GET', url: '/' })
     expect(res.json()).toEqual({ workerId: 0, same: true, shared: {} })
     expect(app.cluster).toBe(context)

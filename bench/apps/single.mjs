@@ -1,0 +1,26 @@
+// One process, no cluster. ADAPTER=1: shoal's adapter registered and served by clusteredListen with
+// `workers: 0` (the per-request path of a shoal worker: adapter + drain tracking). ADAPTER=0: the bare
+// framework on a plain listen. Env: FRAMEWORK, ADAPTER, PORT (default 0).
+import { createServer } from 'node:http'
+import { clusteredListen as expressListen } from '@shoal/express'
+import { clusteredListen as fastifyListen } from '@shoal/fastify'
+import { HOST } from '../lib.mjs'
+import { createApp, say } from './app.mjs'
+
+const framework = process.env.FRAMEWORK ?? 'express'
+const adapter = process.env.ADAPTER === '1'
+const port = Number(process.env.PORT ?? 0)
+const app = await createApp(framework, { adapter })
+
+if (adapter) {
+  const listen = framework === 'express' ? expressListen : fastifyListen
+  const opts = framework === 'express' ? { port, host: HOST } : { port, host: HOST }
+  const handle = await listen(app, opts, { workers: 0, logger: 'silent' })
+  say({ address: handle.address, pid: process.pid })
+} else if (framework === 'express') {
+  const server = createServer(app)
+  server.listen(port, HOST, () => say({ address: `http://${HOST}:${server.address().port}`, pid: process.pid }))
+} else {
+  const address = await app.listen({ port, host: HOST })
+  say({ address, pid: process.pid })
+}
