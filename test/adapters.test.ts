@@ -71,8 +71,9 @@ describe.each(['express-app.mjs', 'fastify-app.mjs'])('%s', (fixture) => {
     const result = await client.stop()
     expect(result.statuses[200]).toBeGreaterThan(200)
     expect(Object.keys(result.statuses)).toEqual(['200'])
-    // Once every worker stopped listening a new connection is refused; nothing else may fail.
-    expect(result.errors.filter((e) => e !== 'ECONNREFUSED')).toEqual([])
+    // Once every worker stopped listening, a new connection fails (refused, or reset when the primary had
+    // already accepted it). A request on a socket that had already served one must never fail.
+    expect(result.errors.filter((e) => !e.endsWith('on a new socket'))).toEqual([])
   })
 
   it('runs unclustered with workers: 0 and drains the same way on SIGINT', async () => {

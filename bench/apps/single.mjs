@@ -14,8 +14,7 @@ const app = await createApp(framework, { adapter })
 
 if (adapter) {
   const listen = framework === 'express' ? expressListen : fastifyListen
-  const opts = framework === 'express' ? { port, host: HOST } : { port, host: HOST }
-  const handle = await listen(app, opts, { workers: 0, logger: 'silent' })
+  const handle = await listen(app, { port, host: HOST }, { workers: 0, logger: 'silent' })
   say({ address: handle.address, pid: process.pid })
 } else if (framework === 'express') {
   const server = createServer(app)

@@ -1,6 +1,8 @@
 import http from 'node:http'
 
 export interface Reply {
+  /** The request went out on a keep-alive socket that had already served a response. */
+  reusedSocket: boolean
   status: number
   headers: http.IncomingHttpHeaders
   body: string
@@ -11,22 +13,26 @@ export interface Reply {
 export function get(url: string, agent: http.Agent | false = false, timeoutMs = 15_000): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = http.get(url, { agent, timeout: timeoutMs }, (res) => {
+      const reusedSocket = req.reusedSocket
       let body = ''
       res.setEncoding('utf8')
       res.on('data', (c: string) => {
         body += c
       })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: <T>() => JSON.parse(body) as T }))
+      res.on('end', () =>
+        resolve({ reusedSocket, status: res.statusCode ?? 0, headers: res.headers, body, json: <T>() => JSON.parse(body) as T }),
+      )
       res.on('error', reject)
     })
     req.on('timeout', () => req.destroy(new Error(`no answer from ${url} within ${timeoutMs} ms`)))
-    req.on('error', reject)
+    req.on('error', (err: NodeJS.ErrnoException) => reject(Object.assign(err, { reusedSocket: req.reusedSocket })))
   })
 }
 
 export interface HammerResult {
   sent: number
   statuses: Record<number, number>
+  /** Every failure, e.g. `ECONNRESET on a reused socket`, `ECONNREFUSED on a new socket`. */
   errors: string[]
   pids: Set<number>
   /** Responses that asked to close the connection. */
@@ -52,7 +58,8 @@ export function hammer(url: string, { maxRequests = 20_000, maxMs = 30_000, sock
         const pid = Number((reply.json() as { pid?: number }).pid)
         if (pid) result.pids.add(pid)
       } catch (err) {
-        result.errors.push((err as NodeJS.ErrnoException).code ?? (err as Error).message)
+        const e = err as NodeJS.ErrnoException & { reusedSocket?: boolean }
+        result.errors.push(`${e.code ?? e.message} on a ${e.reusedSocket ? 'reused' : 'new'} socket`)
       }
     }
   }
