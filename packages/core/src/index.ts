@@ -1,6 +1,7 @@
 export { type BackoffPolicy, type CrashLoopPolicy, CrashWindow, crashWeight, restartDelayMs } from './backoff.js'
 export { type DrainOptions, type DrainResult, type ServerDrain, trackServer } from './drain.js'
 export { codes, ShoalError, type ShoalErrorCode } from './errors.js'
+export { type HealthReply, type HealthRoutes, healthFor, liveness, readiness } from './health.js'
 export { jsonLogger, type LogFn, type Logger, type LoggerOption, silentLogger, textLogger } from './logger.js'
 export {
   type ClusterOptions,
@@ -39,6 +40,7 @@ export {
   getShared,
   getSharedInfo,
   isDraining,
+  isReady,
   onSharedChange,
   type RequestOptions,
   type SharedListener,

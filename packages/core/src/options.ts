@@ -143,6 +143,27 @@ export interface ClusterOptions {
    * @default 1
    */
   reloadConcurrency?: number
+  /**
+   * The primary pings every worker every `intervalMs`; a worker whose event loop has not answered
+   * for `maxMissed` intervals is stuck: a fresh one is forked and the stuck one killed (it cannot
+   * drain). `false` turns it off.
+   * @default { intervalMs: 1000, maxMissed: 10 }
+   */
+  heartbeat?: false | { intervalMs?: number; maxMissed?: number }
+  /**
+   * A worker whose resident memory goes past this is replaced gracefully: its replacement is forked
+   * and ready before it drains. Off by default.
+   * @example maxMemoryMb: 512
+   */
+  maxMemoryMb?: number
+  /**
+   * On SIGTERM/SIGINT, readiness turns 503 first and the listeners stay open this long before the
+   * drain starts, so an orchestrator's endpoint update lands before connections are refused
+   * (Kubernetes: a few seconds).
+   * @default 0
+   * @example readinessDelayMs: 5000
+   */
+  readinessDelayMs?: number
 }
 
 export interface ResolvedOptions {
@@ -161,6 +182,9 @@ export interface ResolvedOptions {
   handlers: Record<string, RequestHandler>
   onShutdown: (() => void | Promise<void>) | undefined
   reloadConcurrency: number
+  heartbeat: { intervalMs: number; maxMissed: number } | false
+  maxMemoryMb: number | undefined
+  readinessDelayMs: number
 }
 
 const KNOWN = new Set([
@@ -179,6 +203,9 @@ const KNOWN = new Set([
   'handlers',
   'onShutdown',
   'reloadConcurrency',
+  'heartbeat',
+  'maxMemoryMb',
+  'readinessDelayMs',
 ])
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -195,9 +222,9 @@ function durationMs(name: string, value: unknown, fallback: number, { min = 0 } 
   return value
 }
 
-function positiveInt(name: string, value: unknown, fallback: number): number {
+function positiveInt(name: string, value: unknown, fallback: number, max = 10_000): number {
   if (value === undefined) return fallback
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 10_000) {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
     throw invalidOption(name, 'a positive integer', value)
   }
   return value
@@ -268,6 +295,16 @@ function resolveHandlers(value: unknown): Record<string, RequestHandler> {
   return handlers as Record<string, RequestHandler>
 }
 
+function resolveHeartbeat(value: unknown): ResolvedOptions['heartbeat'] {
+  if (value === false) return false
+  if (value !== undefined && !isPlainObject(value)) throw invalidOption('heartbeat', 'false or { intervalMs, maxMissed }', value)
+  const h = section('heartbeat', value)
+  return {
+    intervalMs: durationMs('heartbeat.intervalMs', h['intervalMs'], 1000, { min: 10 }),
+    maxMissed: positiveInt('heartbeat.maxMissed', h['maxMissed'], 10),
+  }
+}
+
 /** Validates every option up front, before anything is forked; throws `ShoalError` naming the first bad one. */
 export function resolveOptions(input: unknown = {}): ResolvedOptions {
   if (!isPlainObject(input)) throw invalidOption('options', 'an object', input)
@@ -309,5 +346,8 @@ export function resolveOptions(input: unknown = {}): ResolvedOptions {
     handlers: resolveHandlers(o.handlers),
     onShutdown: o.onShutdown,
     reloadConcurrency: positiveInt('reloadConcurrency', o.reloadConcurrency, 1),
+    heartbeat: resolveHeartbeat(o.heartbeat),
+    maxMemoryMb: o.maxMemoryMb === undefined ? undefined : positiveInt('maxMemoryMb', o.maxMemoryMb, 0, 1_048_576),
+    readinessDelayMs: durationMs('readinessDelayMs', o.readinessDelayMs, 0),
   }
 }

@@ -26,7 +26,10 @@ export interface WorkerStatus {
   /** Restarts of this slot after crashes since the primary started. */
   restarts: number
   address: string | undefined
+  /** Resident memory at the last heartbeat. */
   rssBytes: number | undefined
+  /** Mean event-loop delay over the last heartbeat interval. */
+  loopDelayMs: number | undefined
 }
 
 export interface ClusterStatus {
@@ -72,6 +75,10 @@ interface Entry {
   replacement: boolean
   lastError: string | undefined
   rssBytes: number | undefined
+  loopDelayMs: number | undefined
+  lastBeatAt: number
+  /** Being replaced (memory ceiling, stuck): no second replacement. */
+  replacing: boolean
   readyTimer: NodeJS.Timeout | undefined
   killTimer: NodeJS.Timeout | undefined
   whenReady: { resolve: () => void; reject: (err: Error) => void } | undefined
@@ -100,6 +107,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   #state: ClusterStatus['state'] = 'starting'
   #generation = 0
   #shutdown: Promise<number> | undefined
+  #heartbeat: NodeJS.Timeout | undefined
+  #seq = 0
   #started: { resolve: () => void; promise: Promise<void> }
 
   /** Values broadcast to every worker: `primary.shared.set('usersCount', 42)`. */
@@ -138,8 +147,10 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     cluster.schedulingPolicy = cluster.SCHED_RR
     cluster.setupPrimary({ exec: this.#opts.exec, args: this.#opts.args })
     if (this.#opts.signals) installPrimarySignals(this, this.#log)
+    this.#warnAboutDeadlines()
     await this.#store.start()
     for (const slot of this.#slots) this.#forkSlot(slot)
+    this.#startHeartbeat()
     await this.#started.promise
     if (this.#state === 'starting') {
       this.#state = 'running'
@@ -170,6 +181,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
           restarts: this.#slots[e.slot]?.restarts ?? 0,
           address: e.address,
           rssBytes: e.rssBytes,
+          loopDelayMs: e.loopDelayMs,
         })),
       shared,
     }
@@ -205,7 +217,16 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     this.#state = 'stopping'
     this.#log.info({ reason, workers: this.#live().length }, 'shutting down')
     this.#store.stop()
+    clearInterval(this.#heartbeat)
     for (const slot of this.#slots) clearTimeout(slot.restartTimer)
+    const delayMs = this.#opts.readinessDelayMs
+    if (delayMs > 0) {
+      // Readiness turns 503 everywhere while the listeners stay open, so the platform's endpoint
+      // update lands before any connection is refused.
+      this.#broadcast({ shoal: 1, type: 'not-ready' })
+      this.#log.info({ readinessDelayMs: delayMs }, 'readiness is 503, draining after the readiness delay')
+      await new Promise((resolve) => setTimeout(resolve, delayMs))
+    }
     let clean = true
     await Promise.all(
       this.#live().map(async (entry) => {
@@ -247,6 +268,9 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       replacement,
       lastError: undefined,
       rssBytes: undefined,
+      loopDelayMs: undefined,
+      lastBeatAt: Date.now(),
+      replacing: false,
       readyTimer: undefined,
       killTimer: undefined,
       whenReady: undefined,
@@ -306,7 +330,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         void this.#answer(entry, message.id, message.cmd, message.payload)
         return
       case 'pong':
-        entry.rssBytes = message.rssBytes
+        this.#onPong(entry, message.rssBytes, message.loopDelayMs)
         return
       case 'fatal':
         entry.lastError = message.message
@@ -321,6 +345,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     clearTimeout(entry.readyTimer)
     entry.state = 'ready'
     entry.readyAt = Date.now()
+    entry.lastBeatAt = entry.readyAt
     entry.address = address
     this.#log.info({ slot: entry.slot, pid: entry.pid, address, generation: entry.generation }, 'worker ready')
     this.emit('ready', { slot: entry.slot, workerId: entry.worker.id, pid: entry.pid, generation: entry.generation, address })
@@ -409,6 +434,75 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     )
     this.emit('crash-loop', { crashWeight: weight, windowMs, lastError })
     void this.shutdown('crash-loop').then(() => process.exit(1))
+  }
+
+  #warnAboutDeadlines(): void {
+    const { readinessDelayMs, shutdownTimeoutMs } = this.#opts
+    const worstMs = readinessDelayMs + shutdownTimeoutMs + KILL_MARGIN_MS
+    if (worstMs > 30_000) {
+      this.#log.warn(
+        { readinessDelayMs, shutdownTimeoutMs, worstMs },
+        'readinessDelayMs + shutdownTimeoutMs (+2 s kill margin) exceed 30 s, Kubernetes’ default terminationGracePeriodSeconds: raise it or the pod is killed mid-drain',
+      )
+    }
+  }
+
+  #startHeartbeat(): void {
+    const beat = this.#opts.heartbeat
+    if (!beat) return
+    const stuckAfterMs = beat.intervalMs * beat.maxMissed
+    this.#heartbeat = setInterval(() => {
+      const now = Date.now()
+      const seq = ++this.#seq
+      for (const entry of this.#entries) {
+        if (entry.state !== 'ready') continue
+        if (!entry.replacing && now - entry.lastBeatAt > stuckAfterMs) {
+          this.#replaceStuck(entry, now - entry.lastBeatAt)
+          continue
+        }
+        this.#send(entry, { shoal: 1, type: 'ping', seq })
+      }
+    }, beat.intervalMs)
+    this.#heartbeat.unref()
+  }
+
+  #onPong(entry: Entry, rssBytes: number, loopDelayMs: number): void {
+    entry.lastBeatAt = Date.now()
+    entry.rssBytes = rssBytes
+    entry.loopDelayMs = loopDelayMs
+    const limitMb = this.#opts.maxMemoryMb
+    if (limitMb === undefined || entry.replacing || entry.state !== 'ready' || this.#shutdown) return
+    if (rssBytes <= limitMb * 1024 * 1024 || this.#reloads.busy) return
+    const slot = this.#slots[entry.slot]
+    if (!slot || slot.active !== entry) return
+    entry.replacing = true
+    const rssMb = Math.round(rssBytes / 1024 / 1024)
+    this.#log.warn({ slot: entry.slot, pid: entry.pid, rssMb, maxMemoryMb: limitMb }, 'worker over maxMemoryMb, replacing it gracefully')
+    this.#replace(slot, entry.generation).catch((err: unknown) => {
+      entry.replacing = false
+      this.#log.error({ slot: entry.slot, reason: errorMessage(err) }, 'could not replace the worker over maxMemoryMb; it keeps serving')
+    })
+  }
+
+  /** A worker whose event loop stopped answering cannot drain: fork a fresh one, kill the stuck one. */
+  #replaceStuck(entry: Entry, silentMs: number): void {
+    entry.replacing = true
+    entry.planned = true
+    this.#log.error(
+      { slot: entry.slot, pid: entry.pid, stuckMs: silentMs },
+      `worker stuck: event loop silent for ${silentMs} ms, replacing it`,
+    )
+    const slot = this.#slots[entry.slot]
+    if (slot && slot.active === entry && !this.#shutdown) {
+      slot.restarts++
+      if (this.#crashes.record(Date.now(), 1)) {
+        entry.worker.process.kill('SIGKILL')
+        this.#crashLoop(`worker stuck for ${silentMs} ms`)
+        return
+      }
+      this.#forkSlot(slot)
+    }
+    entry.worker.process.kill('SIGKILL')
   }
 
   /** Asks a worker to drain and resolves with its exit code once it is gone (SIGKILL after the deadline). */

@@ -23,6 +23,7 @@ export type PrimaryMessage =
   | { shoal: 1; type: 'response'; id: number; ok: true; value: unknown }
   | { shoal: 1; type: 'response'; id: number; ok: false; error: WireError }
   | { shoal: 1; type: 'ping'; seq: number }
+  | { shoal: 1; type: 'not-ready' }
 
 /** Worker → primary. */
 export type WorkerMessage =
@@ -91,6 +92,7 @@ export function parsePrimaryMessage(message: unknown): PrimaryMessage | null {
     case 'shutdown':
     case 'response':
     case 'ping':
+    case 'not-ready':
       return m as unknown as PrimaryMessage
     default:
       return null

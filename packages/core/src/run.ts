@@ -77,6 +77,7 @@ async function serveMain(main: WorkerMain, opts: ResolvedOptions): Promise<Worke
     shutdownTimeoutMs: opts.shutdownTimeoutMs,
     idleSocketGraceMs: opts.idleSocketGraceMs,
     signals: opts.signals,
+    readinessDelayMs: opts.readinessDelayMs,
     logger: opts.logger,
     close: main.close,
     onShutdown: opts.onShutdown,
@@ -117,7 +118,10 @@ export function listen(server: Server, options: ListenOptions): Promise<void> {
   })
 }
 
-type WorkerSideOptions = Pick<ClusterOptions, 'shutdownTimeoutMs' | 'idleSocketGraceMs' | 'onShutdown' | 'logger' | 'signals'>
+type WorkerSideOptions = Pick<
+  ClusterOptions,
+  'shutdownTimeoutMs' | 'idleSocketGraceMs' | 'onShutdown' | 'logger' | 'signals' | 'readinessDelayMs'
+>
 
 /**
  * Hands a server that is already created (and maybe listening) to shoal's drain: SIGINT/SIGTERM in a
@@ -130,6 +134,7 @@ export function attachToServer(server: Server, options: WorkerSideOptions = {}, 
     shutdownTimeoutMs: opts.shutdownTimeoutMs,
     idleSocketGraceMs: opts.idleSocketGraceMs,
     signals: opts.signals,
+    readinessDelayMs: opts.readinessDelayMs,
     logger: opts.logger,
     close,
     onShutdown: opts.onShutdown,

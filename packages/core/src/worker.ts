@@ -1,6 +1,7 @@
 import cluster from 'node:cluster'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { trackServer } from './drain.js'
 import { codes, ShoalError } from './errors.js'
 import { type Logger, textLogger } from './logger.js'
@@ -153,6 +154,8 @@ export interface AttachOptions {
   idleSocketGraceMs: number
   /** Handle SIGINT/SIGTERM when running without a primary. */
   signals: boolean
+  /** Without a primary: how long readiness is 503 before the drain starts. */
+  readinessDelayMs: number
   logger: Logger
   /** The framework's own close (fastify.close), after the server drained. */
   close?: (() => Promise<void>) | undefined
@@ -209,16 +212,24 @@ function withDeadline(promise: Promise<unknown>, ms: number): Promise<unknown> {
   return Promise.race([promise, deadline]).finally(() => clearTimeout(timer))
 }
 
-function installStandaloneSignals(): void {
+function installStandaloneSignals(readinessDelayMs: number): void {
   if (signalsInstalled) return
   signalsInstalled = true
+  let received = false
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.on(signal, () => {
-      if (shutdownPromise) {
+      if (received) {
         log.warn({ signal }, 'second signal, exiting now')
         process.exit(signal === 'SIGINT' ? 130 : 143)
       }
-      void shutdownWorker(signal)
+      received = true
+      markUnready()
+      if (readinessDelayMs === 0) {
+        void shutdownWorker(signal)
+        return
+      }
+      log.info({ signal, readinessDelayMs }, 'readiness is 503, draining after the readiness delay')
+      setTimeout(() => void shutdownWorker(signal), readinessDelayMs)
     })
   }
 }
@@ -229,11 +240,33 @@ export function attachServer(server: Server, options: AttachOptions): void {
   trackServer(server)
   attached.push({ server, options })
   log = options.logger
-  if (!supervised && options.signals) installStandaloneSignals()
+  if (!supervised && options.signals) installStandaloneSignals(options.readinessDelayMs)
 }
 
 export function isDraining(): boolean {
   return shutdownPromise !== undefined
+}
+
+let unready = false
+
+/** False once this worker drains, or the cluster told it to stop taking traffic (readiness delay). */
+export function isReady(): boolean {
+  return !unready && shutdownPromise === undefined
+}
+
+/** Readiness turns 503 now; the listener stays open (an orchestrator is moving traffic away). */
+export function markUnready(): void {
+  unready = true
+}
+
+// Event-loop delay, reported to the primary with every heartbeat answer.
+const loopDelay = supervised ? monitorEventLoopDelay({ resolution: 20 }) : undefined
+loopDelay?.enable()
+
+function pong(seq: number): void {
+  const loopDelayMs = loopDelay ? Math.round(loopDelay.mean / 1e4) / 100 : 0
+  loopDelay?.reset()
+  send({ shoal: 1, type: 'pong', seq, rssBytes: process.memoryUsage.rss(), loopDelayMs: Number.isFinite(loopDelayMs) ? loopDelayMs : 0 })
 }
 
 export function formatAddress(address: string | AddressInfo | null): string {
@@ -274,7 +307,10 @@ function onPrimaryMessage(raw: unknown): void {
       return
     }
     case 'ping':
-      send({ shoal: 1, type: 'pong', seq: message.seq, rssBytes: process.memoryUsage.rss(), loopDelayMs: 0 })
+      pong(message.seq)
+      return
+    case 'not-ready':
+      markUnready()
       return
     default:
       message satisfies never

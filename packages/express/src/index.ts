@@ -1,5 +1,15 @@
 import { createServer, IncomingMessage } from 'node:http'
-import { type ClusterContext, type ClusterHandle, type ClusterOptions, context, type ListenOptions, listen, runCluster } from '@shoal/core'
+import {
+  type ClusterContext,
+  type ClusterHandle,
+  type ClusterOptions,
+  context,
+  type HealthRoutes,
+  healthFor,
+  type ListenOptions,
+  listen,
+  runCluster,
+} from '@shoal/core'
 import type { RequestHandler } from 'express'
 
 declare global {
@@ -25,17 +35,27 @@ function exposeContext(req: object): void {
   }
 }
 
+/** Options for `clustered()`: the opt-in health routes. */
+export type ClusteredOptions = HealthRoutes
+
 /**
- * Gives every request `req.cluster`. Draining (served with `Connection: close`, never a 503) is
- * done by `clusteredListen` on the server, so this middleware costs one boolean check per request.
- * @example app.use(clustered())
+ * Gives every request `req.cluster`, and answers the opt-in readiness/liveness routes (readiness is
+ * 503 with `Retry-After` while the worker drains). Draining itself (served with `Connection: close`,
+ * never a 503) is done by `clusteredListen` on the server.
+ * @example app.use(clustered({ readinessPath: '/readyz', livenessPath: '/livez' }))
  */
-export function clustered(): RequestHandler {
+export function clustered(options: ClusteredOptions = {}): RequestHandler {
   let exposed = false
-  return function shoalClustered(req, _res, next) {
+  const routes = options.readinessPath !== undefined || options.livenessPath !== undefined ? options : undefined
+  return function shoalClustered(req, res, next) {
     if (!exposed) {
       exposeContext(req)
       exposed = true
+    }
+    const health = routes && healthFor(req.path, routes)
+    if (health) {
+      res.status(health.statusCode).set(health.headers).json(health.body)
+      return
     }
     next()
   }

@@ -1,4 +1,16 @@
-import { attachToServer, type ClusterContext, type ClusterHandle, type ClusterOptions, context, runCluster, trackServer } from '@shoal/core'
+import {
+  attachToServer,
+  type ClusterContext,
+  type ClusterHandle,
+  type ClusterOptions,
+  context,
+  type HealthReply,
+  type HealthRoutes,
+  liveness,
+  readiness,
+  runCluster,
+  trackServer,
+} from '@shoal/core'
 import type { FastifyInstance, FastifyListenOptions } from 'fastify'
 import fp from 'fastify-plugin'
 
@@ -15,8 +27,9 @@ declare module 'fastify' {
 
 export type { ClusterContext, ClusterHandle, ClusterOptions } from '@shoal/core'
 
-/** Options for `clusterPlugin` when the app is started with a plain `app.listen()`. */
-export type ClusterPluginOptions = Pick<ClusterOptions, 'shutdownTimeoutMs' | 'idleSocketGraceMs' | 'signals' | 'onShutdown'>
+/** The opt-in health routes, and the drain options for an app started with a plain `app.listen()`. */
+export type ClusterPluginOptions = HealthRoutes &
+  Pick<ClusterOptions, 'shutdownTimeoutMs' | 'idleSocketGraceMs' | 'signals' | 'onShutdown' | 'readinessDelayMs'>
 
 /**
  * Decorates `request.cluster` and `fastify.cluster` (getters over the worker's one context) and
@@ -29,9 +42,18 @@ export const clusterPlugin = fp<ClusterPluginOptions>(
   async function shoalCluster(fastify, options) {
     fastify.decorate('cluster', { getter: () => context })
     fastify.decorateRequest('cluster', { getter: () => context })
+    const route = (path: string | undefined, answer: () => HealthReply) => {
+      if (path === undefined) return
+      fastify.get(path, { logLevel: 'warn' }, async (_request, reply) => {
+        const health = answer()
+        return reply.code(health.statusCode).headers(health.headers).send(health.body)
+      })
+    }
+    route(options.readinessPath, readiness)
+    route(options.livenessPath, liveness)
     trackServer(fastify.server) // counts connections from the first one on
     // A plain app.listen(): same drain and signals. Under clusteredListen the server is attached already.
-    fastify.addHook('onListen', async () => attachToServer(fastify.server, options, () => fastify.close()))
+    fastify.addHook('onListen', async () => attachToServer(fastify.server, pick(options), () => fastify.close()))
   },
   { name: '@shoal/fastify', fastify: '5.x' },
 )
@@ -54,11 +76,12 @@ export async function clusteredListen(
   })
 }
 
-function pick(options: ClusterOptions): ClusterPluginOptions {
-  const out: ClusterPluginOptions = {}
+function pick(options: ClusterOptions): Omit<ClusterPluginOptions, keyof HealthRoutes> {
+  const out: Omit<ClusterPluginOptions, keyof HealthRoutes> = {}
   if (options.shutdownTimeoutMs !== undefined) out.shutdownTimeoutMs = options.shutdownTimeoutMs
   if (options.idleSocketGraceMs !== undefined) out.idleSocketGraceMs = options.idleSocketGraceMs
   if (options.signals !== undefined) out.signals = options.signals
   if (options.onShutdown !== undefined) out.onShutdown = options.onShutdown
+  if (options.readinessDelayMs !== undefined) out.readinessDelayMs = options.readinessDelayMs
   return out
 }
