@@ -43,7 +43,7 @@ export interface HammerResult {
  * A keep-alive client sending requests back to back (one socket at a time) until `stop()` or a bound
  * on time/count. Every answer and every error is counted: to this client, a reset is a dropped request.
  */
-export function hammer(url: string, { maxRequests = 20_000, maxMs = 30_000, sockets = 1 } = {}) {
+export function hammer(url: string, { maxRequests = 20_000, maxMs = 30_000, sockets = 1, requestTimeoutMs = 15_000 } = {}) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: sockets })
   const result: HammerResult = { sent: 0, statuses: {}, errors: [], pids: new Set(), closeHeaders: 0 }
   let stopped = false
@@ -52,7 +52,7 @@ export function hammer(url: string, { maxRequests = 20_000, maxMs = 30_000, sock
     while (!stopped && result.sent < maxRequests && Date.now() - started < maxMs) {
       result.sent++
       try {
-        const reply = await get(url, agent)
+        const reply = await get(url, agent, requestTimeoutMs)
         result.statuses[reply.status] = (result.statuses[reply.status] ?? 0) + 1
         if (reply.headers.connection === 'close') result.closeHeaders++
         const pid = Number((reply.json() as { pid?: number }).pid)
