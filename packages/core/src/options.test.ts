@@ -54,3 +54,44 @@ describe('resolveOptions', () => {
     expect(err.message).toContain(message)
   })
 })
+
+describe('resolveOptions fuzz', () => {
+  const junk = [undefined, null, 0, -1, 1.5, 2 ** 40, Number.NaN, '', 'auto', 'x', true, [], [1], {}, { a: 1 }, () => 1, Symbol('s'), 10n]
+  const keys = [
+    'workers',
+    'exec',
+    'args',
+    'env',
+    'signals',
+    'shutdownTimeoutMs',
+    'idleSocketGraceMs',
+    'readyTimeoutMs',
+    'restartBackoff',
+    'crashLoop',
+    'logger',
+    'shared',
+    'handlers',
+    'onShutdown',
+    'reloadConcurrency',
+    'heartbeat',
+    'maxMemoryMb',
+    'readinessDelayMs',
+  ]
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(Math.random() * xs.length)] as T
+
+  it('either accepts an options object or throws ShoalError naming an option: never anything else', () => {
+    for (let i = 0; i < 3000; i++) {
+      const options: Record<string, unknown> = {}
+      for (const key of keys)
+        if (Math.random() < 0.3)
+          options[key] = Math.random() < 0.3 ? { minMs: pick(junk), everyMs: pick(junk), compute: pick(junk) } : pick(junk)
+      try {
+        resolveOptions(options)
+      } catch (err) {
+        expect(err).toBeInstanceOf(ShoalError)
+        expect((err as ShoalError).code).toBe(codes.SHOAL_ERR_INVALID_OPTION)
+        expect((err as ShoalError).message).toMatch(/^Expected `[\w.]+` to be .+, got `.*`$/s)
+      }
+    }
+  })
+})
