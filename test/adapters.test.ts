@@ -1,4 +1,5 @@
 // Both adapters through their clusteredListen, in real processes: the README's one-file shape.
+import net from 'node:net'
 import { describe, expect, it } from 'vitest'
 import { Fixture, isAlive, sleep } from './helpers/fixture.js'
 import { get, hammer } from './helpers/http.js'
@@ -86,5 +87,23 @@ describe.each(['express-app.mjs', 'fastify-app.mjs'])('%s', (fixture) => {
     expect((await slow).status).toBe(200)
     expect((await f.waitForExit()).code).toBe(0)
     expect(f.events.find((e) => e.ev === 'cleanup')).toMatchObject({ active: 0 })
+  })
+
+  it('a port in use: a clear SHOAL_ERR_LISTEN, a failed boot in a cluster, never a silent crash', async () => {
+    const blocker = net.createServer()
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r))
+    const port = String((blocker.address() as net.AddressInfo).port)
+    try {
+      const single = new Fixture(fixture, { WORKERS: '0', PORT: port })
+      expect((await single.waitForExit()).code).not.toBe(0)
+      expect(single.stderr).toMatch(/SHOAL_ERR_LISTEN|could not listen/)
+      expect(single.stderr).toContain('EADDRINUSE')
+
+      const clustered = new Fixture(fixture, { WORKERS: '2', PORT: port, FIXTURE_OPTS: JSON.stringify({ restartBackoff: { minMs: 10 } }) })
+      expect((await clustered.waitForExit()).code).toBe(1)
+      expect(clustered.stderr).toMatch(/crash loop.*could not listen: .*EADDRINUSE/)
+    } finally {
+      blocker.close()
+    }
   })
 })

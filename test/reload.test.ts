@@ -103,6 +103,15 @@ describe('rolling reload', () => {
     await f.waitUntil(() => (isAlive(forks[0]?.pid as number) ? undefined : true), 'replacement killed', 5000)
   })
 
+  it('signal-free trigger (Windows): a worker asks the primary with the built-in shoal:reload command', async () => {
+    const { f, deploy, address } = await start('express-app.mjs')
+    deploy('v2')
+    const asked = (await get(`${address}/ask?cmd=shoal:reload`)).json()
+    expect(asked).toEqual({ ok: true, value: { started: true } })
+    expect(await f.event('reload-done')).toMatchObject({ generation: 1, replaced: 2 })
+    expect([...(await versions(address)).values()]).toEqual(['v2', 'v2'])
+  })
+
   it('a storm of requests coalesces: one reload plus at most one follow-up', async () => {
     const { f } = await start('core-primary.mjs')
     const reply = await f.call('reload-many', { count: 10 })

@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events'
 import { CrashWindow, crashWeight, restartDelayMs } from './backoff.js'
 import { codes, ShoalError } from './errors.js'
 import type { Logger } from './logger.js'
-import type { ResolvedOptions } from './options.js'
+import type { RequestHandler, ResolvedOptions } from './options.js'
 import { type PrimaryMessage, parseWorkerMessage, type WorkerMessage } from './protocol.js'
 import { ReloadQueue, replaceAll } from './reload.js'
 import { jsonProblem } from './serialize.js'
@@ -110,6 +110,18 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   #heartbeat: NodeJS.Timeout | undefined
   #seq = 0
   #started: { resolve: () => void; promise: Promise<void> }
+
+  /**
+   * Commands every worker may send without a user handler. `shoal:reload` starts a rolling reload
+   * (the signal-free path, e.g. behind an admin route on Windows) and answers at once: the asking
+   * worker is itself replaced, so it must not wait for the end.
+   */
+  readonly #builtins: Record<string, RequestHandler> = {
+    'shoal:reload': () => {
+      this.reload().catch(() => {}) // reported by 'reload-failed' and the log
+      return { started: true }
+    },
+  }
 
   /** Values broadcast to every worker: `primary.shared.set('usersCount', 42)`. */
   readonly shared: {
@@ -355,7 +367,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
 
   async #answer(entry: Entry, id: number, cmd: string, payload: unknown): Promise<void> {
     const reply = (message: PrimaryMessage) => this.#send(entry, message)
-    const handler = this.#opts.handlers[cmd]
+    const handler = this.#opts.handlers[cmd] ?? this.#builtins[cmd]
     if (!handler) {
       const err = unknownCommand(cmd)
       reply({ shoal: 1, type: 'response', id, ok: false, error: { code: err.code, message: err.message } })

@@ -5,7 +5,17 @@ import { codes, ShoalError } from './errors.js'
 import { type ClusterOptions, type ResolvedOptions, resolveOptions } from './options.js'
 import { Primary } from './primary.js'
 import { SharedStore } from './shared.js'
-import { attachServer, errorMessage, formatAddress, reportReady, runLocally, sharedReady, shutdownWorker, supervised } from './worker.js'
+import {
+  attachServer,
+  errorMessage,
+  formatAddress,
+  reportFatal,
+  reportReady,
+  runLocally,
+  sharedReady,
+  shutdownWorker,
+  supervised,
+} from './worker.js'
 
 /** What `runCluster` / `clusteredListen` resolve to in a worker, or in a single process (`workers: 0`). */
 export interface WorkerHandle {
@@ -89,6 +99,7 @@ async function serveMain(main: WorkerMain, opts: ResolvedOptions): Promise<Worke
     if (supervised) {
       // A worker that cannot listen is a failed boot: say why, exit, and let the primary count it.
       opts.logger.error({ err, pid: process.pid }, error.message)
+      reportFatal(error.message)
       process.exit(1)
     }
     throw error

@@ -276,6 +276,11 @@ export function formatAddress(address: string | AddressInfo | null): string {
   return `http://${host}:${address.port}`
 }
 
+/** Tells the primary why this worker is about to die, so its crash log can say. */
+export function reportFatal(message: string): void {
+  send({ shoal: 1, type: 'fatal', message })
+}
+
 /** Tells the primary this worker listens and is ready for traffic (no-op without a primary). */
 export function reportReady(address: string): void {
   send({ shoal: 1, type: 'ready', address })
