@@ -297,7 +297,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     worker.on('error', (err: Error) => this.#log.debug({ err, slot: slot.index, pid: entry.pid }, 'worker channel error'))
     entry.readyTimer = setTimeout(() => {
       if (entry.state !== 'starting') return
-      entry.lastError = `not ready within readyTimeoutMs (${this.#opts.readyTimeoutMs} ms)`
+      entry.lastError = `not ready within readyTimeoutMs (${this.#opts.readyTimeoutMs} ms); a worker reports ready through clusteredListen() or serve()`
       this.#log.error({ slot: slot.index, pid: entry.pid }, `worker ${entry.lastError}, killing it`)
       worker.process.kill('SIGKILL')
     }, this.#opts.readyTimeoutMs)

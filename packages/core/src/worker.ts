@@ -44,10 +44,9 @@ let localHandlers: Record<string, RequestHandler> = {}
 let log: Logger = textLogger()
 
 let resolveShared: () => void = () => {}
-let sharedArrived = !supervised
 const sharedReadyPromise = new Promise<void>((resolve) => {
   resolveShared = resolve
-  if (sharedArrived) resolve()
+  if (!supervised) resolve()
 })
 
 const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>()
@@ -292,7 +291,6 @@ function onPrimaryMessage(raw: unknown): void {
   switch (message.type) {
     case 'shared-snapshot':
       for (const [name, entry] of Object.entries(message.entries)) apply(name, entry)
-      sharedArrived = true
       resolveShared()
       return
     case 'shared-update':
