@@ -1,4 +1,5 @@
-import { context, isDraining, isReady } from './worker.js'
+import { context } from './context.js'
+import { isDraining, isReady } from './worker.js'
 
 /** What a health route answers; adapters only copy it onto their reply. */
 export interface HealthReply {

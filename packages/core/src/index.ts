@@ -1,4 +1,15 @@
 export { type BackoffPolicy, type CrashLoopPolicy, CrashWindow, crashWeight, restartDelayMs } from './backoff.js'
+export {
+  type ClusterContext,
+  context,
+  getShared,
+  getSharedInfo,
+  onSharedChange,
+  type RequestOptions,
+  type SharedListener,
+  sharedReady,
+  supervised,
+} from './context.js'
 export { type DrainOptions, type DrainResult, type ServerDrain, trackServer } from './drain.js'
 export { codes, ShoalError, type ShoalErrorCode } from './errors.js'
 export { type HealthReply, type HealthRoutes, healthFor, liveness, readiness } from './health.js'
@@ -34,16 +45,4 @@ export {
   type WorkerHandle,
   type WorkerMain,
 } from './run.js'
-export {
-  type ClusterContext,
-  context,
-  getShared,
-  getSharedInfo,
-  isDraining,
-  isReady,
-  onSharedChange,
-  type RequestOptions,
-  type SharedListener,
-  sharedReady,
-  supervised,
-} from './worker.js'
+export { isDraining, isReady } from './worker.js'

@@ -300,8 +300,8 @@ function resolveHeartbeat(value: unknown): ResolvedOptions['heartbeat'] {
   if (value !== undefined && !isPlainObject(value)) throw invalidOption('heartbeat', 'false or { intervalMs, maxMissed }', value)
   const h = section('heartbeat', value)
   return {
-    intervalMs: durationMs('heartbeat.intervalMs', h['intervalMs'], 1000, { min: 10 }),
-    maxMissed: positiveInt('heartbeat.maxMissed', h['maxMissed'], 10),
+    intervalMs: durationMs('heartbeat.intervalMs', h.intervalMs, 1000, { min: 10 }),
+    maxMissed: positiveInt('heartbeat.maxMissed', h.maxMissed, 10),
   }
 }
 

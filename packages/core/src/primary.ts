@@ -1,6 +1,7 @@
 import cluster, { type Worker } from 'node:cluster'
 import { EventEmitter } from 'node:events'
 import { CrashWindow, crashWeight, restartDelayMs } from './backoff.js'
+import { errorMessage, unknownCommand } from './context.js'
 import { codes, ShoalError } from './errors.js'
 import type { Logger } from './logger.js'
 import type { RequestHandler, ResolvedOptions } from './options.js'
@@ -8,7 +9,7 @@ import { type PrimaryMessage, parseWorkerMessage, type WorkerMessage } from './p
 import { ReloadQueue, replaceAll } from './reload.js'
 import { jsonProblem } from './serialize.js'
 import { SharedStore } from './shared.js'
-import { errorMessage, unknownCommand } from './worker.js'
+import { installPrimarySignals } from './signals.js'
 
 /** A worker that outlives its drain deadline by this much is SIGKILLed. */
 export const KILL_MARGIN_MS = 2000
@@ -610,25 +611,4 @@ export class Primary extends EventEmitter<PrimaryEvents> {
 function firstLine(text: string): string {
   const lines = text.split('\n')
   return lines.slice(0, 2).join(' | ').slice(0, 500)
-}
-
-function installPrimarySignals(primary: Primary, log: Logger): void {
-  let received: NodeJS.Signals | undefined
-  const onStop = (signal: NodeJS.Signals) => {
-    if (received) {
-      log.warn({ signal }, 'second signal, killing workers and exiting now')
-      primary.kill()
-      process.exit(signal === 'SIGINT' ? 130 : 143)
-    }
-    received = signal
-    void primary.shutdown(signal).then((code) => process.exit(code))
-  }
-  process.on('SIGINT', onStop)
-  process.on('SIGTERM', onStop)
-  if (process.platform !== 'win32') {
-    process.on('SIGUSR2', () => {
-      log.info('SIGUSR2: rolling reload')
-      primary.reload().catch(() => {}) // reported by the 'reload-failed' event and log line
-    })
-  }
 }

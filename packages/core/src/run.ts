@@ -1,21 +1,12 @@
 import cluster from 'node:cluster'
 import type { Server } from 'node:http'
 import { pathToFileURL } from 'node:url'
+import { errorMessage, runLocally, sharedReady, supervised } from './context.js'
 import { codes, ShoalError } from './errors.js'
 import { type ClusterOptions, type ResolvedOptions, resolveOptions } from './options.js'
 import { Primary } from './primary.js'
 import { SharedStore } from './shared.js'
-import {
-  attachServer,
-  errorMessage,
-  formatAddress,
-  reportFatal,
-  reportReady,
-  runLocally,
-  sharedReady,
-  shutdownWorker,
-  supervised,
-} from './worker.js'
+import { attachServer, formatAddress, reportFatal, reportReady, shutdownWorker } from './worker.js'
 
 /** What `runCluster` / `clusteredListen` resolve to in a worker, or in a single process (`workers: 0`). */
 export interface WorkerHandle {

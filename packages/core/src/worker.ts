@@ -1,152 +1,14 @@
-import cluster from 'node:cluster'
+/**
+ * The worker's lifecycle: attach servers for graceful drain, answer the primary (shutdown, ping,
+ * readiness), report ready, and exit with a code that says whether everything drained in time.
+ */
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { applyShared, getLogger, send, setLogger, settleResponse, sharedArrived, supervised } from './context.js'
 import { trackServer } from './drain.js'
-import { codes, ShoalError } from './errors.js'
-import { type Logger, textLogger } from './logger.js'
-import type { RequestHandler, SharedSnapshot } from './options.js'
-import { type PrimaryMessage, parsePrimaryMessage, type SharedEntry, type WorkerMessage } from './protocol.js'
-import { deepFreeze, jsonProblem } from './serialize.js'
-
-/** Options for `request.cluster.request`. */
-export interface RequestOptions {
-  /**
-   * Reject with `SHOAL_ERR_REQUEST_TIMEOUT` when the primary has not answered by then.
-   * @default 5000
-   */
-  timeoutMs?: number
-}
-
-/** The per-worker context, the same object for every request: `request.cluster` / `req.cluster`. */
-export interface ClusterContext {
-  /** node:cluster's worker id (unique per fork, from 1); `0` when running without a primary. */
-  readonly workerId: number
-  /** Stable slot index, reused when this slot's worker is replaced; `0` without a primary. */
-  readonly slot: number
-  readonly pid: number
-  /** The latest frozen snapshot of the primary's shared values, replaced atomically on each update. */
-  readonly shared: SharedSnapshot
-  /** Ask the primary; answered by the `handlers` option. Rejects with `ShoalError` on timeout, unknown command or handler error. */
-  request<T = unknown>(cmd: string, payload?: unknown, options?: RequestOptions): Promise<T>
-}
-
-export type SharedListener = (name: string, snapshot: SharedSnapshot) => void
-
-/** True in a worker forked by a shoal primary. */
-export const supervised = cluster.isWorker && process.env.SHOAL_WORKER_INDEX !== undefined
-
-const EMPTY = Object.freeze({}) as SharedSnapshot
-let snapshot: SharedSnapshot = EMPTY
-const meta = new Map<string, { version: number; updatedAt: number }>()
-const listeners = new Set<SharedListener>()
-let localHandlers: Record<string, RequestHandler> = {}
-let log: Logger = textLogger()
-
-let resolveShared: () => void = () => {}
-const sharedReadyPromise = new Promise<void>((resolve) => {
-  resolveShared = resolve
-  if (!supervised) resolve()
-})
-
-const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>()
-let nextId = 1
-
-function send(message: WorkerMessage): void {
-  if (process.connected && process.send) process.send(message)
-}
-
-function apply(name: string, entry: SharedEntry): void {
-  const known = meta.get(name)
-  if (known && known.version >= entry.version) return
-  meta.set(name, { version: entry.version, updatedAt: entry.updatedAt })
-  snapshot = Object.freeze({ ...snapshot, [name]: deepFreeze(entry.value) }) as SharedSnapshot
-  for (const listener of listeners) {
-    try {
-      listener(name, snapshot)
-    } catch (err) {
-      log.error({ err }, 'shared value listener threw')
-    }
-  }
-}
-
-async function askLocally(cmd: string, payload: unknown): Promise<unknown> {
-  const handler = localHandlers[cmd]
-  if (!handler) throw unknownCommand(cmd)
-  let value: unknown
-  try {
-    value = await handler(payload, { slot: 0, workerId: 0, pid: process.pid })
-  } catch (err) {
-    throw new ShoalError(codes.SHOAL_ERR_HANDLER_FAILED, `handler for "${cmd}" failed: ${errorMessage(err)}`, { cause: err })
-  }
-  // The same JSON round trip as over IPC, so in-process mode behaves like the cluster.
-  return value === undefined ? undefined : JSON.parse(JSON.stringify(value))
-}
-
-export function unknownCommand(cmd: string): ShoalError {
-  return new ShoalError(codes.SHOAL_ERR_UNKNOWN_COMMAND, `no handler for command "${cmd}" (add it to the \`handlers\` option)`)
-}
-
-export function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
-}
-
-function request<T>(cmd: string, payload?: unknown, options: RequestOptions = {}): Promise<T> {
-  const timeoutMs = options.timeoutMs ?? 5000
-  const problem = payload === undefined ? null : jsonProblem(payload)
-  if (problem) return Promise.reject(new ShoalError(codes.SHOAL_ERR_NOT_SERIALIZABLE, `payload for "${cmd}" cannot be sent: ${problem}`))
-  if (!supervised) return askLocally(cmd, payload) as Promise<T>
-  return new Promise<T>((resolve, reject) => {
-    const id = nextId++
-    const timer = setTimeout(() => {
-      pending.delete(id)
-      reject(new ShoalError(codes.SHOAL_ERR_REQUEST_TIMEOUT, `primary did not answer "${cmd}" within ${timeoutMs} ms`))
-    }, timeoutMs)
-    timer.unref()
-    pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer })
-    send({ shoal: 1, type: 'request', id, cmd, payload })
-  })
-}
-
-export const context: ClusterContext = Object.freeze({
-  workerId: supervised ? (cluster.worker?.id ?? 0) : 0,
-  slot: supervised ? Number(process.env.SHOAL_WORKER_INDEX) : 0,
-  pid: process.pid,
-  get shared() {
-    return snapshot
-  },
-  request,
-})
-
-/** The current shared snapshot, outside a request. */
-export function getShared(): SharedSnapshot {
-  return snapshot
-}
-
-/** Version and time of the last update of one shared value, or undefined if it never arrived. */
-export function getSharedInfo(name: string): { version: number; updatedAt: number } | undefined {
-  return meta.get(name)
-}
-
-/** Calls `listener` after every change of a shared value. Returns the unsubscribe function. */
-export function onSharedChange(listener: SharedListener): () => void {
-  listeners.add(listener)
-  return () => listeners.delete(listener)
-}
-
-/** Resolves once this worker holds the primary's current snapshot (at once without a primary). */
-export function sharedReady(): Promise<void> {
-  return sharedReadyPromise
-}
-
-/** In-process mode: the primary's roles played locally. */
-export function runLocally(handlers: Record<string, RequestHandler>, logger: Logger): (name: string, entry: SharedEntry) => void {
-  localHandlers = handlers
-  log = logger
-  return apply
-}
-
-// ---- lifecycle: serve, drain, exit -------------------------------------------------------------
+import type { Logger } from './logger.js'
+import { type PrimaryMessage, parsePrimaryMessage } from './protocol.js'
 
 export interface AttachOptions {
   shutdownTimeoutMs: number
@@ -218,7 +80,7 @@ function installStandaloneSignals(readinessDelayMs: number): void {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.on(signal, () => {
       if (received) {
-        log.warn({ signal }, 'second signal, exiting now')
+        getLogger().warn({ signal }, 'second signal, exiting now')
         process.exit(signal === 'SIGINT' ? 130 : 143)
       }
       received = true
@@ -227,7 +89,7 @@ function installStandaloneSignals(readinessDelayMs: number): void {
         void shutdownWorker(signal)
         return
       }
-      log.info({ signal, readinessDelayMs }, 'readiness is 503, draining after the readiness delay')
+      getLogger().info({ signal, readinessDelayMs }, 'readiness is 503, draining after the readiness delay')
       setTimeout(() => void shutdownWorker(signal), readinessDelayMs)
     })
   }
@@ -238,7 +100,7 @@ export function attachServer(server: Server, options: AttachOptions): void {
   if (attached.some((a) => a.server === server)) return
   trackServer(server)
   attached.push({ server, options })
-  log = options.logger
+  setLogger(options.logger)
   if (!supervised && options.signals) installStandaloneSignals(options.readinessDelayMs)
 }
 
@@ -290,25 +152,19 @@ function onPrimaryMessage(raw: unknown): void {
   if (!message) return
   switch (message.type) {
     case 'shared-snapshot':
-      for (const [name, entry] of Object.entries(message.entries)) apply(name, entry)
-      resolveShared()
+      for (const [name, entry] of Object.entries(message.entries)) applyShared(name, entry)
+      sharedArrived()
       return
     case 'shared-update':
-      apply(message.name, message.entry)
+      applyShared(message.name, message.entry)
       return
     case 'shutdown':
       if (attached.length === 0) process.exit(0)
       void shutdownWorker(message.reason, message.shutdownTimeoutMs)
       return
-    case 'response': {
-      const waiting = pending.get(message.id)
-      if (!waiting) return
-      pending.delete(message.id)
-      clearTimeout(waiting.timer)
-      if (message.ok) waiting.resolve(message.value)
-      else waiting.reject(new ShoalError(message.error.code as keyof typeof codes, message.error.message))
+    case 'response':
+      settleResponse(message)
       return
-    }
     case 'ping':
       pong(message.seq)
       return
