@@ -35,8 +35,13 @@ describe('soak', () => {
     }
     await sleep(1500)
     const result = await client.stop()
+    const kinds: Record<string, number> = {}
+    for (const e of result.errors) {
+      const kind = e.replace(/http:\/\/\S+/, 'URL')
+      kinds[kind] = (kinds[kind] ?? 0) + 1
+    }
     console.log(
-      `soak: ${result.sent} requests, ${result.statuses[200]} × 200, ${result.errors.length} failed (${result.errors.join(', ') || 'none'}), ${kills} kills, 2 reloads`,
+      `soak: ${result.sent} requests, ${result.statuses[200]} × 200, ${result.errors.length} failed ${JSON.stringify(kinds)}, ${kills} kills, 2 reloads`,
     )
     const { workers, target } = (await f.call('status')).status as Status
     expect(workers.filter((w) => w.state === 'ready')).toHaveLength(target)
