@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { codes, ShoalError } from './errors.js'
-import { resolveOptions } from './options.js'
+import { OPTION_NAMES, resolveOptions } from './options.js'
 
 function rejection(options: unknown): ShoalError {
   try {
@@ -57,32 +57,12 @@ describe('resolveOptions', () => {
 
 describe('resolveOptions fuzz', () => {
   const junk = [undefined, null, 0, -1, 1.5, 2 ** 40, Number.NaN, '', 'auto', 'x', true, [], [1], {}, { a: 1 }, () => 1, Symbol('s'), 10n]
-  const keys = [
-    'workers',
-    'exec',
-    'args',
-    'env',
-    'signals',
-    'shutdownTimeoutMs',
-    'idleSocketGraceMs',
-    'readyTimeoutMs',
-    'restartBackoff',
-    'crashLoop',
-    'logger',
-    'shared',
-    'handlers',
-    'onShutdown',
-    'reloadConcurrency',
-    'heartbeat',
-    'maxMemoryMb',
-    'readinessDelayMs',
-  ]
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(Math.random() * xs.length)] as T
 
   it('either accepts an options object or throws ShoalError naming an option: never anything else', () => {
     for (let i = 0; i < 3000; i++) {
       const options: Record<string, unknown> = {}
-      for (const key of keys)
+      for (const key of OPTION_NAMES)
         if (Math.random() < 0.3)
           options[key] = Math.random() < 0.3 ? { minMs: pick(junk), everyMs: pick(junk), compute: pick(junk) } : pick(junk)
       try {

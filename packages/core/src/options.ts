@@ -187,7 +187,8 @@ export interface ResolvedOptions {
   readinessDelayMs: number
 }
 
-const KNOWN = new Set([
+/** Every option `resolveOptions` knows; anything else is a typo and rejected by name. */
+export const OPTION_NAMES: readonly (keyof ClusterOptions)[] = [
   'workers',
   'exec',
   'args',
@@ -206,7 +207,8 @@ const KNOWN = new Set([
   'heartbeat',
   'maxMemoryMb',
   'readinessDelayMs',
-])
+]
+const KNOWN = new Set<string>(OPTION_NAMES)
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
