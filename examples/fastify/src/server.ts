@@ -28,5 +28,6 @@ const handle = await clusteredListen(
 )
 if (handle.role === 'primary') {
   const { workers: running } = handle.status()
-  console.log(`shoal demo (fastify): ${running.length} workers on ${running[0]?.address} — try: curl ${running[0]?.address}/`)
+  const url = running[0]?.address?.replace('0.0.0.0', 'localhost')
+  console.log(`shoal demo (fastify): ${running.length} workers on ${url} — curl ${url}/ ; Ctrl+C stops them`)
 }
