@@ -1,5 +1,6 @@
 // Rolling reload: zero dropped requests, and a bad deploy never replaces a working worker.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import http from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -67,6 +68,22 @@ describe.each(['core-primary.mjs', 'express-app.mjs', 'fastify-app.mjs'])('rolli
 })
 
 describe('rolling reload', () => {
+  it('a client pool with long-idle keep-alive sockets: none is reset when the client falls back on them', async () => {
+    // Regression: idle sockets used to be destroyed at drain start, just as `Connection: close` on the
+    // busy sockets sent the client to exactly those pooled sockets.
+    const { f, deploy, address } = await start('core-primary.mjs', { FIXTURE_OPTS: JSON.stringify({ idleSocketGraceMs: 500 }) })
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 24, scheduling: 'lifo' })
+    await Promise.all(Array.from({ length: 24 }, () => get(`${address}/slow?ms=100`, agent)))
+    await new Promise((r) => setTimeout(r, 1000)) // the pool now sits idle longer than the grace
+    const client = hammer(`${address}/spin?ms=1`, { sockets: 4, agent, maxMs: 30_000 })
+    await f.waitUntil(() => (client.result.sent > 50 ? true : undefined), 'traffic')
+    deploy('v2')
+    expect(await f.call('reload')).toMatchObject({ ok: true })
+    const result = await client.stop()
+    expect(result.errors).toEqual([])
+    agent.destroy()
+  })
+
   it('SIGUSR2 triggers it', async () => {
     const { f, deploy, address } = await start('core-primary.mjs')
     deploy('v2')

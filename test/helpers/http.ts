@@ -43,8 +43,16 @@ export interface HammerResult {
  * A keep-alive client sending requests back to back (one socket at a time) until `stop()` or a bound
  * on time/count. Every answer and every error is counted: to this client, a reset is a dropped request.
  */
-export function hammer(url: string, { maxRequests = 20_000, maxMs = 30_000, sockets = 1, requestTimeoutMs = 15_000 } = {}) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: sockets })
+export function hammer(
+  url: string,
+  {
+    maxRequests = 20_000,
+    maxMs = 30_000,
+    sockets = 1,
+    requestTimeoutMs = 15_000,
+    agent = new http.Agent({ keepAlive: true, maxSockets: sockets }),
+  } = {},
+) {
   const result: HammerResult = { sent: 0, statuses: {}, errors: [], pids: new Set(), closeHeaders: 0 }
   let stopped = false
   const started = Date.now()

@@ -20,74 +20,94 @@ export interface ServerDrain {
 }
 
 interface SocketState {
+  socket: Socket
+  /** Requests on this socket not finished yet (more than one only with pipelining). */
   active: number
   idleSince: number
   timer: NodeJS.Timeout | undefined
+  /** The latest response on this socket, to mark `Connection: close` when draining starts. */
+  current: ServerResponse | undefined
 }
 
 const tracked = new WeakMap<Server, ServerDrain>()
+const kState = Symbol('shoal.socketState')
+
+type TrackedResponse = ServerResponse & { [kState]?: SocketState }
 
 /**
  * Tracks a server's sockets and requests so it can be drained without dropping a request:
  * a request that reaches a draining server is served, with `Connection: close`; a keep-alive socket
  * is closed only after it sat idle `idleSocketGraceMs` (a request may already be on the wire).
- * Call before the server listens. One tracker per server.
+ * Call before the server listens. One tracker per server. The per-request cost is one map lookup,
+ * a counter and one shared listener: no allocation on the hot path.
  */
 export function trackServer(server: Server): ServerDrain {
   const existing = tracked.get(server)
   if (existing) return existing
 
   const sockets = new Map<Socket, SocketState>()
-  const pending = new Set<ServerResponse>()
+  let inFlight = 0
   let closing = false
+  let drainStartedAt = 0
   let result: Promise<DrainResult> | undefined
   let graceMs = 0
 
-  const closeWhenIdle = (socket: Socket, state: SocketState): void => {
-    if (!closing || state.active > 0 || socket.destroyed) return
+  const closeWhenIdle = (state: SocketState): void => {
+    if (!closing || state.active > 0 || state.socket.destroyed) return
     clearTimeout(state.timer)
-    const waitMs = Math.max(0, graceMs - (Date.now() - state.idleSince))
-    state.timer = setTimeout(() => {
-      if (state.active === 0) socket.destroy()
-    }, waitMs)
+    // Idle time counts from the drain's start at the earliest: a socket that sat in the client's pool
+    // is exactly the one the client reaches for once the busy sockets answer `Connection: close`.
+    const idleFor = Date.now() - Math.max(state.idleSince, drainStartedAt)
+    state.timer = setTimeout(
+      () => {
+        if (state.active === 0) state.socket.destroy()
+      },
+      Math.max(0, graceMs - idleFor),
+    )
     state.timer.unref()
   }
 
+  function onResponseClose(this: TrackedResponse): void {
+    inFlight--
+    const state = this[kState]
+    if (!state) return
+    state.active--
+    if (state.current === this) state.current = undefined
+    state.idleSince = Date.now()
+    closeWhenIdle(state)
+  }
+
   server.on('connection', (socket: Socket) => {
-    const state: SocketState = { active: 0, idleSince: Date.now(), timer: undefined }
+    const state: SocketState = { socket, active: 0, idleSince: Date.now(), timer: undefined, current: undefined }
     sockets.set(socket, state)
     socket.once('close', () => {
       clearTimeout(state.timer)
       sockets.delete(socket)
     })
     // A connection handed over while draining still gets its request served (with Connection: close).
-    closeWhenIdle(socket, state)
+    closeWhenIdle(state)
   })
 
   // Runs before the framework's own 'request' listener.
-  server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
-    const socket = req.socket
-    const state = sockets.get(socket)
+  server.prependListener('request', (req: IncomingMessage, res: TrackedResponse) => {
+    inFlight++
+    const state = sockets.get(req.socket)
     if (state) {
       state.active++
+      state.current = res
       clearTimeout(state.timer)
+      res[kState] = state
     }
-    pending.add(res)
     if (closing) res.setHeader('Connection', 'close')
-    res.once('close', () => {
-      pending.delete(res)
-      if (!state) return
-      state.active--
-      state.idleSince = Date.now()
-      closeWhenIdle(socket, state)
-    })
+    res.on('close', onResponseClose)
   })
 
   const drain = (options: DrainOptions): Promise<DrainResult> => {
     result ??= new Promise<DrainResult>((resolve) => {
       closing = true
+      drainStartedAt = Date.now()
       graceMs = options.idleSocketGraceMs
-      for (const res of pending) if (!res.headersSent) res.setHeader('Connection', 'close')
+      for (const { current } of sockets.values()) if (current && !current.headersSent) current.setHeader('Connection', 'close')
 
       const deadline = setTimeout(() => {
         for (const socket of sockets.keys()) socket.destroy()
@@ -103,7 +123,7 @@ export function trackServer(server: Server): ServerDrain {
       }
       // Its callback runs once the last connection is gone (with an error if it was not listening).
       NetServer.prototype.close.call(server, finish)
-      for (const [socket, state] of sockets) closeWhenIdle(socket, state)
+      for (const state of sockets.values()) closeWhenIdle(state)
     })
     return result
   }
@@ -113,7 +133,7 @@ export function trackServer(server: Server): ServerDrain {
       return closing
     },
     get inFlight() {
-      return pending.size
+      return inFlight
     },
     drain,
   }
