@@ -4,17 +4,12 @@ import { spawn } from 'node:child_process'
 import { createServer } from 'node:net'
 import { pathToFileURL } from 'node:url'
 import autocannon from 'autocannon'
+import { CPU_FIB, fib, HOST } from './apps/common.mjs'
+
+export { CPU_FIB, fib, HOST, sleep } from './apps/common.mjs'
 
 /** QUICK=1 shortens every duration so a module can be checked in seconds. */
 export const QUICK = process.env.QUICK === '1'
-export const HOST = '127.0.0.1'
-export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** The CPU-bound route computes fib(CPU_FIB) per request. */
-export const CPU_FIB = Number(process.env.CPU_FIB ?? 25)
-export function fib(n) {
-  return n < 2 ? n : fib(n - 1) + fib(n - 2)
-}
 
 /** True when `importMetaUrl` is the script node was started with (a module run on its own). */
 export function isMain(importMetaUrl) {
@@ -95,8 +90,8 @@ class ServerProcess {
       this.stderr = (this.stderr + chunk).slice(-4000)
     })
     child.once('exit', (code, signal) => {
+      // The group stays registered: workers it forked may outlive it until stop() kills the group.
       this.exited = true
-      groups.delete(this.pid)
       for (const w of this.waiters) w.reject(new Error(`process exited (${signal ?? code}) while waiting for ${w.what}\n${this.stderr}`))
       this.waiters.clear()
     })
@@ -178,11 +173,14 @@ export function freePort() {
 
 /**
  * autocannon with keep-alive connections for `durationS` seconds. `onStart(instance)` can attach
- * listeners ('response', 'reqError'). Resolves to autocannon's result.
+ * listeners ('response', 'reqError'); `setupClient(client)` sees each connection's client (its
+ * 'headers' event). Resolves to autocannon's result.
  */
-export function load(url, { connections = 50, durationS = 5, onStart } = {}) {
+export function load(url, { connections = 50, durationS = 5, onStart, setupClient } = {}) {
   return new Promise((resolve, reject) => {
-    const instance = autocannon({ url, connections, duration: durationS, timeout: 10 }, (err, result) => {
+    const opts = { url, connections, duration: durationS, timeout: 10 }
+    if (setupClient) opts.setupClient = setupClient
+    const instance = autocannon(opts, (err, result) => {
       if (err) reject(err)
       else resolve(result)
     })
@@ -203,9 +201,13 @@ export function rps(result) {
 // ---- statistics and formatting --------------------------------------------------------------
 
 export function median(values) {
-  return percentile(values, 50)
+  if (values.length === 0) return Number.NaN
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
 }
 
+/** Nearest-rank percentile. */
 export function percentile(values, p) {
   if (values.length === 0) return Number.NaN
   const sorted = [...values].sort((a, b) => a - b)
@@ -244,4 +246,35 @@ export function measureCpuRouteMs(samples = 50) {
     times.push(performance.now() - t)
   }
   return median(times)
+}
+
+/**
+ * A second load client for cross-checks: `connections` loops of `fetch` (undici, keep-alive) until
+ * `durationS` passed. Unlike autocannon it honors `Connection: close` (it opens a new connection
+ * instead of writing the next request on a socket the server is closing), as real clients do.
+ * Calls `onOutcome(status | undefined, error | undefined)` per request.
+ */
+export async function fetchLoad(url, { connections = 50, durationS = 5, timeoutMs = 10_000, onOutcome } = {}) {
+  const started = performance.now()
+  const until = started + durationS * 1000
+  const totals = { requests: 0, ok: 0, non2xx: 0, errors: 0, errorCodes: {} }
+  const loop = async () => {
+    while (performance.now() < until) {
+      try {
+        const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) })
+        await res.arrayBuffer()
+        totals.requests++
+        if (res.status >= 200 && res.status < 300) totals.ok++
+        else totals.non2xx++
+        onOutcome?.(res.status, undefined)
+      } catch (err) {
+        totals.errors++
+        const code = err.cause?.code ?? err.code ?? err.name
+        totals.errorCodes[code] = (totals.errorCodes[code] ?? 0) + 1
+        onOutcome?.(undefined, err)
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: connections }, loop))
+  return { ...totals, duration: (performance.now() - started) / 1000 }
 }

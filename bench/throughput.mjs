@@ -2,21 +2,7 @@
 // primary, for express and fastify, on a hello-world route and a CPU-bound route; then the adapter's
 // per-request overhead in one process (adapter on vs off, interleaved so drift does not bias the ratio).
 import { availableParallelism } from 'node:os'
-import {
-  CPU_FIB,
-  failures,
-  fmt,
-  fmtInt,
-  isMain,
-  load,
-  measureCpuRouteMs,
-  median,
-  QUICK,
-  ratio,
-  rps,
-  startServer,
-  table,
-} from './lib.mjs'
+import { CPU_FIB, failures, fmt, fmtInt, isMain, load, measureCpuRouteMs, median, QUICK, ratio, rps, startServer, table } from './lib.mjs'
 
 const apps = new URL('./apps/', import.meta.url)
 const FRAMEWORKS = ['express', 'fastify']
@@ -32,8 +18,8 @@ export function settings(quick = QUICK) {
     connections: 50,
     warmupS: 1,
     durationS: quick ? 2 : 5,
-    overheadRounds: quick ? 2 : 3,
-    overheadDurationS: quick ? 2 : 4,
+    overheadRounds: quick ? 2 : 5,
+    overheadDurationS: quick ? 2 : 3,
     workers: availableParallelism(),
   }
 }
@@ -86,16 +72,13 @@ export async function run(log = console.error) {
     })
     try {
       const runs = { on: [], off: [] }
-      const once = async (which, server, durationS) => {
-        const result = await load(`${server.address}/`, { connections: s.connections, durationS })
-        return rps(result)
-      }
-      await once('on', on, s.warmupS)
-      await once('off', off, s.warmupS)
+      const once = async (server, durationS) => rps(await load(`${server.address}/`, { connections: s.connections, durationS }))
+      await once(on, s.warmupS)
+      await once(off, s.warmupS)
       for (let round = 0; round < s.overheadRounds; round++) {
         // ABBA order: on,off then off,on, so a steady drift hits both sides alike.
         const order = round % 2 === 0 ? ['on', 'off'] : ['off', 'on']
-        for (const which of order) runs[which].push(await once(which, which === 'on' ? on : off, s.overheadDurationS))
+        for (const which of order) runs[which].push(await once(which === 'on' ? on : off, s.overheadDurationS))
       }
       const result = { framework, on: runs.on, off: runs.off, onMedian: median(runs.on), offMedian: median(runs.off) }
       log(`[throughput] adapter overhead ${framework}: on ${fmtInt(result.onMedian)} / off ${fmtInt(result.offMedian)} req/s`)

@@ -1,15 +1,16 @@
 // The benchmarked app, identical in every mode: GET / (hello world) and GET /cpu (fib(CPU_FIB)).
-// `adapter` registers shoal's clustered() / clusterPlugin, as a user of shoal would.
-import { clustered } from '@shoal/express'
-import { clusterPlugin } from '@shoal/fastify'
-import express from 'express'
-import Fastify from 'fastify'
-import { CPU_FIB, fib } from '../lib.mjs'
+// `adapter` registers shoal's clustered() / clusterPlugin, as a user of shoal would. Imports are
+// dynamic so a process loads only its framework, and shoal only when it uses it.
+import { CPU_FIB, fib } from './common.mjs'
 
 export async function createApp(framework, { adapter }) {
   if (framework === 'express') {
+    const { default: express } = await import('express')
     const app = express()
-    if (adapter) app.use(clustered())
+    if (adapter) {
+      const { clustered } = await import('@shoal/express')
+      app.use(clustered())
+    }
     app.get('/', (_req, res) => {
       res.json({ hello: 'world' })
     })
@@ -19,8 +20,12 @@ export async function createApp(framework, { adapter }) {
     return app
   }
   if (framework === 'fastify') {
+    const { default: Fastify } = await import('fastify')
     const app = Fastify({ logger: false })
-    if (adapter) await app.register(clusterPlugin)
+    if (adapter) {
+      const { clusterPlugin } = await import('@shoal/fastify')
+      await app.register(clusterPlugin)
+    }
     app.get('/', async () => ({ hello: 'world' }))
     app.get('/cpu', async () => ({ fib: fib(CPU_FIB) }))
     return app
@@ -28,7 +33,8 @@ export async function createApp(framework, { adapter }) {
   throw new Error(`FRAMEWORK must be express or fastify, got ${framework}`)
 }
 
-/** Prints one JSON line on stdout: how a server process talks to the bench. */
-export function say(message) {
-  process.stdout.write(`${JSON.stringify(message)}\n`)
+/** `clusteredListen` of the framework's adapter. */
+export async function clusteredListenFor(framework) {
+  const mod = framework === 'express' ? await import('@shoal/express') : await import('@shoal/fastify')
+  return mod.clusteredListen
 }

@@ -3,8 +3,8 @@
 // disconnect() it, then fork a replacement. Env: FRAMEWORK, WORKERS, PORT (default 0).
 import cluster from 'node:cluster'
 import { createServer } from 'node:http'
-import { HOST } from '../lib.mjs'
-import { createApp, say } from './app.mjs'
+import { createApp } from './app.mjs'
+import { HOST, say } from './common.mjs'
 
 const framework = process.env.FRAMEWORK ?? 'express'
 const workers = Number(process.env.WORKERS ?? 2)

@@ -2,10 +2,8 @@
 // `workers: 0` (the per-request path of a shoal worker: adapter + drain tracking). ADAPTER=0: the bare
 // framework on a plain listen. Env: FRAMEWORK, ADAPTER, PORT (default 0).
 import { createServer } from 'node:http'
-import { clusteredListen as expressListen } from '@shoal/express'
-import { clusteredListen as fastifyListen } from '@shoal/fastify'
-import { HOST } from '../lib.mjs'
-import { createApp, say } from './app.mjs'
+import { clusteredListenFor, createApp } from './app.mjs'
+import { HOST, say } from './common.mjs'
 
 const framework = process.env.FRAMEWORK ?? 'express'
 const adapter = process.env.ADAPTER === '1'
@@ -13,8 +11,8 @@ const port = Number(process.env.PORT ?? 0)
 const app = await createApp(framework, { adapter })
 
 if (adapter) {
-  const listen = framework === 'express' ? expressListen : fastifyListen
-  const handle = await listen(app, { port, host: HOST }, { workers: 0, logger: 'silent' })
+  const clusteredListen = await clusteredListenFor(framework)
+  const handle = await clusteredListen(app, { port, host: HOST }, { workers: 0, logger: 'silent' })
   say({ address: handle.address, pid: process.pid })
 } else if (framework === 'express') {
   const server = createServer(app)
