@@ -18,7 +18,7 @@ export function settings(quick = QUICK) {
     connections: 50,
     warmupS: 1,
     durationS: quick ? 2 : 5,
-    overheadRounds: quick ? 2 : 5,
+    overheadRounds: quick ? 2 : 9,
     overheadDurationS: quick ? 2 : 3,
     workers: availableParallelism(),
   }
