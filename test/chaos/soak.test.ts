@@ -126,6 +126,10 @@ describe('memory', () => {
     const early = await f.call('internals')
     await crash(50)
     const late = await f.call('internals')
+    const mb = (b: unknown) => ((b as number) / 1024 / 1024).toFixed(1)
+    console.log(
+      `respawns 10 → 60: primary rss ${mb(early.rss)} → ${mb(late.rss)} MB, heap ${mb(early.heapUsed)} → ${mb(late.heapUsed)} MB, timers ${early.timers} → ${late.timers}, handles ${early.resources} → ${late.resources}`,
+    )
     expect(late.workers).toBe(2)
     expect(late.timers).toBeLessThanOrEqual(early.timers as number)
     expect(late.resources).toBeLessThanOrEqual((early.resources as number) + 2)
