@@ -70,10 +70,12 @@ export interface ClusterOptions {
   /**
    * Arguments for the worker script.
    * @default process.argv.slice(2)
+   * @example args: ['--color']
    */
   args?: string[]
   /**
    * Extra environment variables for every worker (on top of the primary's environment).
+   * @default {}
    * @example env: { NODE_ENV: 'production' }
    */
   env?: Record<string, string>
@@ -81,6 +83,7 @@ export interface ClusterOptions {
    * Handle SIGINT/SIGTERM (graceful shutdown; a second one exits at once) and SIGUSR2 (rolling reload).
    * Set `false` when embedding shoal in a process that owns its signals; every action has an API call.
    * @default true
+   * @example signals: false
    */
   signals?: boolean
   /**
@@ -94,18 +97,21 @@ export interface ClusterOptions {
    * How long a draining worker waits before closing a keep-alive socket that sits idle, so a
    * request already on the wire is served rather than reset.
    * @default 500
+   * @example idleSocketGraceMs: 1000
    */
   idleSocketGraceMs?: number
   /**
    * How long a new worker may take to listen and report ready. Past it, the worker is killed and
    * counted as a failed boot (or, in a rolling reload, the reload stops and the old workers stay).
    * @default 30_000
+   * @example readyTimeoutMs: 60_000
    */
   readyTimeoutMs?: number
   /**
    * Restart delays after a crash: the first restart is immediate, then `minMs`, doubling to `maxMs`.
    * A worker that stayed up `healthyAfterMs` resets its slot's count.
    * @default { minMs: 250, maxMs: 30_000, healthyAfterMs: 30_000 }
+   * @example restartBackoff: { minMs: 1000 }
    */
   restartBackoff?: Partial<BackoffPolicy>
   /**
@@ -113,6 +119,7 @@ export interface ClusterOptions {
    * the primary with code 1, so systemd, Docker or Kubernetes take over. A worker that dies before it
    * was ever ready weighs 2, one that served weighs 1.
    * @default { maxCrashes: 10, windowMs: 60_000 }
+   * @example crashLoop: { maxCrashes: 20, windowMs: 120_000 }
    */
   crashLoop?: Partial<CrashLoopPolicy>
   /**
@@ -125,22 +132,26 @@ export interface ClusterOptions {
   /**
    * Values computed once in the primary and broadcast to every worker, where they sit on
    * `request.cluster.shared`.
+   * @default {}
    * @example shared: { usersCount: { everyMs: 10_000, compute: () => db.countUsers() } }
    */
   shared?: SharedSources
   /**
    * Answers to `request.cluster.request(cmd, payload)` from workers, run in the primary.
+   * @default {}
    * @example handlers: { 'cache:purge': async (key) => cache.purge(String(key)) }
    */
   handlers?: Record<string, RequestHandler>
   /**
    * Cleanup run in each worker after its in-flight requests finished (DB pools, queues).
+   * @default undefined
    * @example onShutdown: () => pool.end()
    */
   onShutdown?: () => void | Promise<void>
   /**
    * How many slots a rolling reload replaces at once.
    * @default 1
+   * @example reloadConcurrency: 2
    */
   reloadConcurrency?: number
   /**
@@ -148,11 +159,13 @@ export interface ClusterOptions {
    * for `maxMissed` intervals is stuck: a fresh one is forked and the stuck one killed (it cannot
    * drain). `false` turns it off.
    * @default { intervalMs: 1000, maxMissed: 10 }
+   * @example heartbeat: { intervalMs: 500, maxMissed: 20 }
    */
   heartbeat?: false | { intervalMs?: number; maxMissed?: number }
   /**
    * A worker whose resident memory goes past this is replaced gracefully: its replacement is forked
-   * and ready before it drains. Off by default.
+   * and ready before it drains.
+   * @default undefined (off)
    * @example maxMemoryMb: 512
    */
   maxMemoryMb?: number
