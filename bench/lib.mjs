@@ -1,6 +1,7 @@
 // Helpers every benchmark module shares: spawning server processes that are always killed, free
 // ports, an autocannon wrapper, and small statistics. Plain ESM, no build step.
 import { spawn } from 'node:child_process'
+import { readdirSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { pathToFileURL } from 'node:url'
 import autocannon from 'autocannon'
@@ -73,6 +74,9 @@ class ServerProcess {
     this.waiters = new Set()
     this.stderr = ''
     this.exited = false
+    /** From the process's real 'exit' event: code, signal, and performance.now() when it fired. */
+    this.exit = undefined
+    this.exitWaiters = new Set()
     let buffered = ''
     child.stdout.setEncoding('utf8')
     child.stdout.on('data', (chunk) => {
@@ -92,6 +96,9 @@ class ServerProcess {
     child.once('exit', (code, signal) => {
       // The group stays registered: workers it forked may outlive it until stop() kills the group.
       this.exited = true
+      this.exit = { code, signal, at: performance.now() }
+      for (const resolve of this.exitWaiters) resolve(this.exit)
+      this.exitWaiters.clear()
       for (const w of this.waiters) w.reject(new Error(`process exited (${signal ?? code}) while waiting for ${w.what}\n${this.stderr}`))
       this.waiters.clear()
     })
@@ -138,6 +145,20 @@ class ServerProcess {
     })
   }
 
+  /** Resolves with `{ code, signal, at }` from the 'exit' event, or `undefined` after `timeoutMs`. */
+  waitExit(timeoutMs) {
+    if (this.exit) return Promise.resolve(this.exit)
+    return new Promise((resolve) => {
+      const done = (exit) => {
+        clearTimeout(timer)
+        this.exitWaiters.delete(done)
+        resolve(exit)
+      }
+      const timer = setTimeout(() => done(undefined), timeoutMs)
+      this.exitWaiters.add(done)
+    })
+  }
+
   signal(name) {
     process.kill(this.pid, name)
   }
@@ -145,6 +166,38 @@ class ServerProcess {
   stop() {
     killGroup(this.pid)
   }
+}
+
+/** State letter of a live process from /proc/<pid>/stat (Linux), `undefined` if there is none. */
+function procStat(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // pid (comm) state ppid ...: comm may hold spaces and parentheses, so split after the last ')'.
+    const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return { state, ppid: Number(ppid) }
+  } catch {
+    return undefined
+  }
+}
+
+/** True while `pid` runs (a zombie, dead but not reaped yet, does not count). */
+export function isAlive(pid) {
+  const stat = procStat(pid)
+  return stat !== undefined && stat.state !== 'Z'
+}
+
+/**
+ * Pids of the live (non-zombie) children of `pid`, read from /proc (Linux): a cluster's current
+ * workers are its primary's children. Starts no process.
+ */
+export function childPids(pid) {
+  const children = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    const stat = procStat(name)
+    if (stat && stat.ppid === pid && stat.state !== 'Z') children.push(Number(name))
+  }
+  return children
 }
 
 /** Runs `fn(server)` with a started server and always kills its process group afterwards. */

@@ -3,9 +3,11 @@
 import { writeFileSync } from 'node:fs'
 import { availableParallelism, cpus, loadavg, platform, release, totalmem } from 'node:os'
 import * as broadcast from './broadcast.mjs'
+import * as crash from './crash.mjs'
 import { fmt, fmtInt, mb, QUICK, ratio, table } from './lib.mjs'
 import * as memory from './memory.mjs'
 import * as reload from './reload.mjs'
+import * as shutdown from './shutdown.mjs'
 import * as throughput from './throughput.mjs'
 
 const out = new URL('../BENCHMARKS.md', import.meta.url)
@@ -14,6 +16,8 @@ const sections = [
   { name: 'reload', mod: reload },
   { name: 'broadcast', mod: broadcast },
   { name: 'memory', mod: memory },
+  { name: 'crash', mod: crash },
+  { name: 'shutdown', mod: shutdown },
 ]
 const log = (line) => console.error(line)
 
@@ -98,6 +102,32 @@ function summary() {
       'primary RSS, shoal vs bare node:cluster (2 idle workers)',
       `${mb(m.shoal.rss)} vs ${mb(m.bare.rss)} (${ratio(m.shoal.rss, m.bare.rss)})`,
     ])
+  const c = results.crash
+  if (c?.results) {
+    for (const x of c.results) {
+      rows.push([
+        `crash under load, ${x.label}: availability, kills, workers alive at end`,
+        `${fmt(x.availability)} %, ${fmtInt(x.kills)}, ${fmtInt(x.workersAtEnd)} / ${fmtInt(c.settings.workers)}`,
+      ])
+    }
+  }
+  const d = results.shutdown
+  if (d?.results) {
+    for (const x of d.results) {
+      if (!x.graceful) {
+        rows.push([`shutdown, ${x.label}`, shutdown.NOT_GRACEFUL])
+        continue
+      }
+      rows.push([
+        `SIGTERM, idle ${x.label}: median ms to exit, exit codes`,
+        `${fmt(x.idleMedianMs, 0)} ms, ${x.idle.map(shutdown.exitText).join(', ')}`,
+      ])
+      rows.push([
+        `SIGTERM with ${fmtInt(d.settings.inFlight)} requests in flight, ${x.label}: got 200, ms to exit, exit code`,
+        `${fmtInt(x.drain.ok)} / ${fmtInt(d.settings.inFlight)}, ${x.drain.exited ? `${fmt(x.drain.exitMs, 0)} ms` : 'did not exit'}, ${shutdown.exitText(x.drain)}`,
+      ])
+    }
+  }
   return ['## Summary', '', table(['what', 'measured'], rows)].join('\n')
 }
 

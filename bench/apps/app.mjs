@@ -1,7 +1,15 @@
-// The benchmarked app, identical in every mode: GET / (hello world) and GET /cpu (fib(CPU_FIB)).
+// The benchmarked app, identical in every mode: GET / (hello world), GET /cpu (fib(CPU_FIB)) and
+// GET /slow (answers after the `ms` query parameter, 1000 ms by default: a request to drain).
 // `adapter` registers shoal's clustered() / clusterPlugin, as a user of shoal would. Imports are
 // dynamic so a process loads only its framework, and shoal only when it uses it.
-import { CPU_FIB, fib } from './common.mjs'
+import { CPU_FIB, fib, sleep } from './common.mjs'
+
+const SLOW_MS = 1000
+
+function slowMs(query) {
+  const ms = Number(query.ms ?? SLOW_MS)
+  return Number.isFinite(ms) && ms >= 0 ? ms : SLOW_MS
+}
 
 export async function createApp(framework, { adapter }) {
   if (framework === 'express') {
@@ -17,6 +25,11 @@ export async function createApp(framework, { adapter }) {
     app.get('/cpu', (_req, res) => {
       res.json({ fib: fib(CPU_FIB) })
     })
+    app.get('/slow', async (req, res) => {
+      const ms = slowMs(req.query)
+      await sleep(ms)
+      res.json({ sleptMs: ms })
+    })
     return app
   }
   if (framework === 'fastify') {
@@ -28,6 +41,11 @@ export async function createApp(framework, { adapter }) {
     }
     app.get('/', async () => ({ hello: 'world' }))
     app.get('/cpu', async () => ({ fib: fib(CPU_FIB) }))
+    app.get('/slow', async (req) => {
+      const ms = slowMs(req.query)
+      await sleep(ms)
+      return { sleptMs: ms }
+    })
     return app
   }
   throw new Error(`FRAMEWORK must be express or fastify, got ${framework}`)
