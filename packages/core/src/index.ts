@@ -44,5 +44,7 @@ export {
   serve,
   type WorkerHandle,
   type WorkerMain,
+  type WorkerSideOptions,
+  workerSideOptions,
 } from './run.js'
 export { isDraining, isReady } from './worker.js'

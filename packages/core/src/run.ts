@@ -120,10 +120,18 @@ export function listen(server: Server, options: ListenOptions): Promise<void> {
   })
 }
 
-type WorkerSideOptions = Pick<
-  ClusterOptions,
-  'shutdownTimeoutMs' | 'idleSocketGraceMs' | 'onShutdown' | 'logger' | 'signals' | 'readinessDelayMs'
->
+const WORKER_SIDE = ['shutdownTimeoutMs', 'idleSocketGraceMs', 'onShutdown', 'logger', 'signals', 'readinessDelayMs'] as const
+
+/** The options that shape a worker's (or a single process's) drain: what `serve` and `attachToServer` take. */
+export type WorkerSideOptions = Pick<ClusterOptions, (typeof WORKER_SIDE)[number]>
+
+/** Picks the worker-side options out of a larger object (cluster options, a plugin's options). */
+export function workerSideOptions(options: object): WorkerSideOptions {
+  const source = options as Record<string, unknown>
+  const out: Record<string, unknown> = {}
+  for (const key of WORKER_SIDE) if (source[key] !== undefined) out[key] = source[key]
+  return out as WorkerSideOptions
+}
 
 /**
  * Hands a server that is already created (and maybe listening) to shoal's drain: SIGINT/SIGTERM in a

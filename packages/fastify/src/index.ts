@@ -10,6 +10,7 @@ import {
   readiness,
   runCluster,
   trackServer,
+  workerSideOptions,
 } from '@shoal/core'
 import type { FastifyInstance, FastifyListenOptions } from 'fastify'
 import fp from 'fastify-plugin'
@@ -53,7 +54,7 @@ export const clusterPlugin = fp<ClusterPluginOptions>(
     route(options.livenessPath, liveness)
     trackServer(fastify.server) // counts connections from the first one on
     // A plain app.listen(): same drain and signals. Under clusteredListen the server is attached already.
-    fastify.addHook('onListen', async () => attachToServer(fastify.server, pick(options), () => fastify.close()))
+    fastify.addHook('onListen', async () => attachToServer(fastify.server, workerSideOptions(options), () => fastify.close()))
   },
   { name: '@shoal/fastify', fastify: '5.x' },
 )
@@ -71,17 +72,7 @@ export async function clusteredListen(
   options: ClusterOptions = {},
 ): Promise<ClusterHandle> {
   return runCluster(options, async () => {
-    if (!app.hasPlugin('@shoal/fastify')) await app.register(clusterPlugin, pick(options))
+    if (!app.hasPlugin('@shoal/fastify')) await app.register(clusterPlugin, workerSideOptions(options))
     return { server: app.server, listen: () => app.listen(listenOptions), close: () => app.close() }
   })
-}
-
-function pick(options: ClusterOptions): Omit<ClusterPluginOptions, keyof HealthRoutes> {
-  const out: Omit<ClusterPluginOptions, keyof HealthRoutes> = {}
-  if (options.shutdownTimeoutMs !== undefined) out.shutdownTimeoutMs = options.shutdownTimeoutMs
-  if (options.idleSocketGraceMs !== undefined) out.idleSocketGraceMs = options.idleSocketGraceMs
-  if (options.signals !== undefined) out.signals = options.signals
-  if (options.onShutdown !== undefined) out.onShutdown = options.onShutdown
-  if (options.readinessDelayMs !== undefined) out.readinessDelayMs = options.readinessDelayMs
-  return out
 }
