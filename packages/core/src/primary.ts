@@ -5,7 +5,7 @@ import { errorMessage, unknownCommand } from './context.js'
 import { codes, ShoalError } from './errors.js'
 import type { Logger } from './logger.js'
 import type { RequestHandler, ResolvedOptions } from './options.js'
-import { type PrimaryMessage, parseWorkerMessage, type WorkerMessage } from './protocol.js'
+import { isShoalMessage, type PrimaryMessage, parseWorkerMessage, type WorkerMessage } from './protocol.js'
 import { ReloadQueue, replaceAll } from './reload.js'
 import { jsonProblem } from './serialize.js'
 import { SharedStore } from './shared.js'
@@ -72,8 +72,8 @@ interface Entry {
   address: string | undefined
   /** The primary asked it to go (reload, shutdown) or it announced a drain: its exit is no crash. */
   planned: boolean
-  /** A reload's replacement that is not ready yet: its death fails the reload, not the breaker. */
-  replacement: boolean
+  /** 0 for a clean exit, 1 for any other code or a signal; set when it exits. */
+  exitCode: number | undefined
   lastError: string | undefined
   rssBytes: number | undefined
   loopDelayMs: number | undefined
@@ -258,6 +258,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     return [...this.#entries].filter((e) => e.state !== 'exited')
   }
 
+  /** A `replacement` (rolling reload, memory ceiling) only takes the slot once it is ready. */
   #forkSlot(slot: Slot, replacement = false): Entry {
     const worker = cluster.fork({
       ...this.#opts.env,
@@ -278,7 +279,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       readyAt: undefined,
       address: undefined,
       planned: false,
-      replacement,
+      exitCode: undefined,
       lastError: undefined,
       rssBytes: undefined,
       loopDelayMs: undefined,
@@ -323,7 +324,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   #onMessage(entry: Entry, raw: unknown): void {
     const message: WorkerMessage | null = parseWorkerMessage(raw)
     if (!message) {
-      if (typeof raw === 'object' && raw !== null && (raw as { shoal?: unknown }).shoal === 1) {
+      if (isShoalMessage(raw)) {
         this.#log.warn({ slot: entry.slot, pid: entry.pid }, 'ignored a malformed shoal message from a worker')
       }
       return
@@ -394,6 +395,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     clearTimeout(entry.readyTimer)
     clearTimeout(entry.killTimer)
     const wasReady = entry.readyAt !== undefined
+    entry.exitCode = signal || code !== 0 ? 1 : 0
     entry.state = 'exited'
     this.#entries.delete(entry)
     entry.markExited()
@@ -520,10 +522,6 @@ export class Primary extends EventEmitter<PrimaryEvents> {
 
   /** Asks a worker to drain and resolves with its exit code once it is gone (SIGKILL after the deadline). */
   #retire(entry: Entry, reason: string): Promise<number> {
-    let exitCode = 0
-    entry.worker.once('exit', (code: number | null, signal: string | null) => {
-      exitCode = signal ? 1 : (code ?? 1)
-    })
     if (entry.state !== 'exited') {
       entry.planned = true
       if (entry.state === 'starting') {
@@ -539,7 +537,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         }, this.#opts.shutdownTimeoutMs + KILL_MARGIN_MS)
       }
     }
-    return entry.exited.then(() => (entry.readyAt === undefined ? 0 : exitCode))
+    // A worker killed before it ever served had nothing to drain: that is no unclean exit.
+    return entry.exited.then(() => (entry.readyAt === undefined ? 0 : (entry.exitCode ?? 1)))
   }
 
   async #reload(): Promise<ReloadOutcome> {
@@ -598,7 +597,6 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       // Shutdown began while it booted: it is retired with the rest.
       return fresh
     }
-    fresh.replacement = false
     fresh.generation = generation
     const old = slot.active
     slot.active = fresh
