@@ -36,7 +36,7 @@ describe('express adapter, unclustered', () => {
     const agent = new http.Agent({ keepAlive: true })
     await get(`http://127.0.0.1:${port}/`, agent) // a warm keep-alive socket
     const slow = get(`http://127.0.0.1:${port}/slow`, agent)
-    await new Promise((r) => setTimeout(r, 100))
+    while (drain.inFlight === 0) await new Promise((r) => setTimeout(r, 5)) // the server has it
     const drained = drain.drain({ shutdownTimeoutMs: 5000, idleSocketGraceMs: 100 })
     expect(drain.closing).toBe(true)
     const reply = await slow
