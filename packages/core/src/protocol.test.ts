@@ -26,6 +26,8 @@ describe('parseWorkerMessage', () => {
     { shoal: 1, type: 'request', id: 1, cmd: { evil: true } },
     { shoal: 1, type: 'pong', seq: 1 },
     { shoal: 1, type: 'fatal', message: 7 },
+    { shoal: 1, type: 'draining' },
+    { shoal: 1, type: 'draining', deadlineMs: -5, fatal: false },
   ])('returns null for %j', (message) => {
     expect(parseWorkerMessage(message)).toBeNull()
   })

@@ -25,11 +25,15 @@ export type PrimaryMessage =
   | { shoal: 1; type: 'ping'; seq: number }
   | { shoal: 1; type: 'not-ready' }
 
-/** Worker → primary. */
+/**
+ * Worker → primary. `draining` is sent once, when the worker starts to drain for any reason (the
+ * primary asked, a SIGTERM aimed at it, an uncaught exception when `fatal`); `deadlineMs` is how long
+ * its drain may take, so the primary can SIGKILL it after that plus a margin.
+ */
 export type WorkerMessage =
   | { shoal: 1; type: 'hello' }
   | { shoal: 1; type: 'ready'; address: string }
-  | { shoal: 1; type: 'draining' }
+  | { shoal: 1; type: 'draining'; deadlineMs: number; fatal: boolean }
   | { shoal: 1; type: 'request'; id: number; cmd: string; payload: unknown }
   | { shoal: 1; type: 'pong'; seq: number; rssBytes: number; loopDelayMs: number }
   | { shoal: 1; type: 'fatal'; message: string }
@@ -64,7 +68,9 @@ export function parseWorkerMessage(message: unknown): WorkerMessage | null {
     case 'hello':
       return { shoal: 1, type: 'hello' }
     case 'draining':
-      return { shoal: 1, type: 'draining' }
+      return isCount(m.deadlineMs) && typeof m.fatal === 'boolean'
+        ? { shoal: 1, type: 'draining', deadlineMs: m.deadlineMs, fatal: m.fatal }
+        : null
     case 'ready':
       return isShortString(m.address) ? { shoal: 1, type: 'ready', address: m.address } : null
     case 'request':

@@ -40,7 +40,7 @@ export function shutdownWorker(reason: string, deadlineMs?: number): Promise<nev
   shutdownPromise ??= (async () => {
     // The primary's deadline wins: it is the one that SIGKILLs after it.
     if (deadlineMs !== undefined) for (const a of attached) a.options = { ...a.options, shutdownTimeoutMs: deadlineMs }
-    send({ shoal: 1, type: 'draining' })
+    send({ shoal: 1, type: 'draining', deadlineMs: attached[0]?.options.shutdownTimeoutMs ?? 0, fatal: false })
     const started = Date.now()
     const first = attached[0]?.options
     if (first) first.logger.debug({ reason, pid: process.pid }, 'draining')
