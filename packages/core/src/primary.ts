@@ -122,6 +122,9 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       this.reload().catch(() => {}) // reported by 'reload-failed' and the log
       return { started: true }
     },
+    // A draining worker's last round trip: IPC is ordered, so once it has this answer it has read every
+    // connection the primary handed it before it stopped listening, and may exit without losing one.
+    'shoal:sync': () => true,
   }
 
   /** Values broadcast to every worker: `primary.shared.set('usersCount', 42)`. */
