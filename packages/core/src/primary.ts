@@ -1,6 +1,5 @@
 import cluster, { type Worker } from 'node:cluster'
 import { EventEmitter } from 'node:events'
-import { CrashWindow, crashWeight, restartDelayMs } from './backoff.js'
 import { errorMessage, unknownCommand } from './context.js'
 import { codes, ShoalError } from './errors.js'
 import type { Logger } from './logger.js'
@@ -10,9 +9,9 @@ import { ReloadQueue, replaceAll } from './reload.js'
 import { jsonProblem } from './serialize.js'
 import { SharedStore } from './shared.js'
 import { installPrimarySignals } from './signals.js'
+import { KILL_MARGIN_MS, SlotError, type SlotHost, SlotMachine, type SlotNote } from './slots.js'
 
-/** A worker that outlives its drain deadline by this much is SIGKILLed. */
-export const KILL_MARGIN_MS = 2000
+export { KILL_MARGIN_MS } from './slots.js'
 
 export type WorkerState = 'starting' | 'ready' | 'draining' | 'exited'
 
@@ -52,6 +51,8 @@ export interface PrimaryEvents {
   fork: [{ slot: number; workerId: number; pid: number; generation: number }]
   ready: [{ slot: number; workerId: number; pid: number; generation: number; address: string }]
   exit: [{ slot: number; workerId: number; pid: number; code: number | null; signal: string | null; planned: boolean }]
+  /** A worker process could not be started (ENOENT, EAGAIN, EMFILE): a failed boot. */
+  'spawn-error': [{ slot: number; error: string }]
   'restart-scheduled': [{ slot: number; delayMs: number; consecutiveCrashes: number }]
   'crash-loop': [{ crashWeight: number; windowMs: number; lastError: string }]
   shutdown: [{ reason: string; code: number }]
@@ -61,52 +62,31 @@ export interface PrimaryEvents {
   'reload-failed': [{ generation: number; slot: number; reason: string }]
 }
 
-interface Entry {
-  worker: Worker
-  slot: number
-  pid: number
-  generation: number
-  state: WorkerState
-  startedAt: number
-  readyAt: number | undefined
-  address: string | undefined
-  /** The primary asked it to go (reload, shutdown) or it announced a drain: its exit is no crash. */
-  planned: boolean
-  /** 0 for a clean exit, 1 for any other code or a signal; set when it exits. */
-  exitCode: number | undefined
-  lastError: string | undefined
+/** Telemetry from a worker's heartbeat answers. */
+interface Beat {
+  lastBeatAt: number
   rssBytes: number | undefined
   loopDelayMs: number | undefined
-  lastBeatAt: number
-  /** Being replaced (memory ceiling, stuck): no second replacement. */
-  replacing: boolean
-  readyTimer: NodeJS.Timeout | undefined
-  killTimer: NodeJS.Timeout | undefined
-  whenReady: { resolve: () => void; reject: (err: Error) => void } | undefined
-  exited: Promise<void>
-  markExited: () => void
 }
 
-interface Slot {
-  index: number
-  active: Entry | undefined
-  consecutiveCrashes: number
-  restarts: number
-  restartTimer: NodeJS.Timeout | undefined
-}
-
-/** The handle `runCluster` / `clusteredListen` resolve to in the primary. */
+/**
+ * The handle `runCluster` / `clusteredListen` resolve to in the primary. Orchestration only: who owns
+ * each slot is decided by the `SlotMachine` (slots.ts); this class turns node:cluster's events and IPC
+ * into its events, runs the heartbeat, the memory ceiling, reloads, shared values and signals.
+ */
 export class Primary extends EventEmitter<PrimaryEvents> {
   readonly role = 'primary' as const
   readonly #opts: ResolvedOptions
   readonly #log: Logger
-  readonly #slots: Slot[]
-  readonly #entries = new Set<Entry>()
-  readonly #crashes: CrashWindow
+  readonly #machine: SlotMachine
+  readonly #processes = new Map<number, Worker>()
+  readonly #beats = new Map<number, Beat>()
+  /** Slots whose worker is being replaced for its memory: one replacement at a time. */
+  readonly #refreshing = new Set<number>()
   readonly #store: SharedStore
   readonly #reloads: ReloadQueue<ReloadOutcome>
   #state: ClusterStatus['state'] = 'starting'
-  #generation = 0
+  #starting: Promise<this> | undefined
   #shutdown: Promise<number> | undefined
   #heartbeat: NodeJS.Timeout | undefined
   #seq = 0
@@ -137,14 +117,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     super()
     this.#opts = opts
     this.#log = opts.logger
-    this.#crashes = new CrashWindow(opts.crashLoop)
-    this.#slots = Array.from({ length: opts.workers }, (_, index) => ({
-      index,
-      active: undefined,
-      consecutiveCrashes: 0,
-      restarts: 0,
-      restartTimer: undefined,
-    }))
+    this.#machine = new SlotMachine(opts.workers, opts, this.#host())
     this.#store = new SharedStore(opts.shared, opts.logger, (name, entry) =>
       this.#broadcast({ shoal: 1, type: 'shared-update', name, entry }),
     )
@@ -157,20 +130,31 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     this.#started = { resolve, promise }
   }
 
-  /** Computes shared values, forks every slot, resolves when each slot has been ready once. */
-  async start(): Promise<this> {
+  /** Computes shared values, forks every slot, resolves when each slot has been ready once. Idempotent. */
+  start(): Promise<this> {
+    this.#starting ??= this.#start()
+    return this.#starting
+  }
+
+  async #start(): Promise<this> {
     // Round-robin everywhere: Windows' default (SCHED_NONE) lets one worker take most connections.
     cluster.schedulingPolicy = cluster.SCHED_RR
     cluster.setupPrimary({ exec: this.#opts.exec, args: this.#opts.args })
     if (this.#opts.signals) installPrimarySignals(this, this.#log)
+    // The loop only empties while the cluster runs if nothing is left to supervise: never a silent exit 0.
+    process.once('beforeExit', () => {
+      if (this.#shutdown) return
+      this.#log.error({ pid: process.pid }, 'the primary has no worker left and no restart pending; exiting 1')
+      process.exitCode = 1
+    })
     this.#warnAboutDeadlines()
     await this.#store.start()
-    for (const slot of this.#slots) this.#forkSlot(slot)
+    this.#machine.start()
     this.#startHeartbeat()
     await this.#started.promise
     if (this.#state === 'starting') {
       this.#state = 'running'
-      this.#log.info({ workers: this.#slots.length, pid: process.pid }, 'cluster ready')
+      this.#log.info({ workers: this.#machine.size, pid: process.pid }, 'cluster ready')
     }
     return this
   }
@@ -182,22 +166,22 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     return {
       state: this.#state,
       reloading: this.#reloads.busy,
-      generation: this.#generation,
-      target: this.#slots.length,
-      workers: [...this.#entries]
-        .filter((e) => e.state !== 'exited')
-        .sort((a, b) => a.slot - b.slot || a.startedAt - b.startedAt)
-        .map((e) => ({
-          slot: e.slot,
-          workerId: e.worker.id,
-          pid: e.pid,
-          state: e.state,
-          generation: e.generation,
-          uptimeMs: now - e.startedAt,
-          restarts: this.#slots[e.slot]?.restarts ?? 0,
-          address: e.address,
-          rssBytes: e.rssBytes,
-          loopDelayMs: e.loopDelayMs,
+      generation: this.#machine.generation,
+      target: this.#machine.size,
+      workers: this.#machine
+        .workers()
+        .filter((w) => w.pid !== undefined)
+        .map((w) => ({
+          slot: w.slot,
+          workerId: w.key,
+          pid: w.pid ?? -1,
+          state: w.phase,
+          generation: w.generation,
+          uptimeMs: now - w.startedAt,
+          restarts: this.#machine.restarts(w.slot),
+          address: w.address,
+          rssBytes: this.#beats.get(w.key)?.rssBytes,
+          loopDelayMs: this.#beats.get(w.key)?.loopDelayMs,
         })),
       shared,
     }
@@ -210,7 +194,9 @@ export class Primary extends EventEmitter<PrimaryEvents> {
    * reload runs share one follow-up reload. Workers load code from disk; the primary's own code is not reloaded.
    */
   reload(): Promise<ReloadOutcome> {
-    if (this.#shutdown) return Promise.reject(new ShoalError(codes.SHOAL_ERR_SHUTTING_DOWN, 'cannot reload: the cluster is shutting down'))
+    if (this.#shutdown || this.#machine.stopping) {
+      return Promise.reject(new ShoalError(codes.SHOAL_ERR_SHUTTING_DOWN, 'cannot reload: the cluster is shutting down'))
+    }
     return this.#reloads.request()
   }
 
@@ -226,15 +212,14 @@ export class Primary extends EventEmitter<PrimaryEvents> {
 
   /** SIGKILLs every worker at once (the second Ctrl+C). */
   kill(): void {
-    for (const entry of this.#entries) if (entry.state !== 'exited') entry.worker.process.kill('SIGKILL')
+    this.#machine.killAll()
   }
 
   async #stopAll(reason: string): Promise<number> {
     this.#state = 'stopping'
-    this.#log.info({ reason, workers: this.#live().length }, 'shutting down')
+    this.#log.info({ reason, workers: this.#processes.size }, 'shutting down')
     this.#store.stop()
     clearInterval(this.#heartbeat)
-    for (const slot of this.#slots) clearTimeout(slot.restartTimer)
     const delayMs = this.#opts.readinessDelayMs
     if (delayMs > 0) {
       // Readiness turns 503 everywhere while the listeners stay open, so the platform's endpoint
@@ -243,135 +228,173 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       this.#log.info({ readinessDelayMs: delayMs }, 'readiness is 503, draining after the readiness delay')
       await new Promise((resolve) => setTimeout(resolve, delayMs))
     }
-    let clean = true
-    await Promise.all(
-      this.#live().map(async (entry) => {
-        const code = await this.#retire(entry, reason)
-        if (code !== 0) clean = false
-      }),
-    )
-    const code = clean ? 0 : 1
+    const code = await this.#machine.shutdown(reason)
     this.#log.info({ reason, code }, 'cluster stopped')
     this.emit('shutdown', { reason, code })
     this.#started.resolve()
     return code
   }
 
-  #live(): Entry[] {
-    return [...this.#entries].filter((e) => e.state !== 'exited')
-  }
-
-  /** A `replacement` (rolling reload, memory ceiling) only takes the slot once it is ready. */
-  #forkSlot(slot: Slot, replacement = false): Entry {
-    const worker = cluster.fork({
-      ...this.#opts.env,
-      SHOAL_WORKER_INDEX: String(slot.index),
-      SHOAL_GENERATION: String(this.#generation),
-    })
-    let markExited = () => {}
-    const exited = new Promise<void>((resolve) => {
-      markExited = resolve
-    })
-    const entry: Entry = {
-      worker,
-      slot: slot.index,
-      pid: worker.process.pid ?? -1,
-      generation: this.#generation,
-      state: 'starting',
-      startedAt: Date.now(),
-      readyAt: undefined,
-      address: undefined,
-      planned: false,
-      exitCode: undefined,
-      lastError: undefined,
-      rssBytes: undefined,
-      loopDelayMs: undefined,
-      lastBeatAt: Date.now(),
-      replacing: false,
-      readyTimer: undefined,
-      killTimer: undefined,
-      whenReady: undefined,
-      exited,
-      markExited,
+  /** The machine's window on the world: node:cluster, real timers, the logger and our events. */
+  #host(): SlotHost {
+    return {
+      spawn: (slot, generation) => this.#fork(slot, generation),
+      kill: (key) => {
+        try {
+          this.#processes.get(key)?.process.kill('SIGKILL')
+        } catch (err) {
+          this.#log.debug({ err, workerId: key }, 'could not SIGKILL worker')
+        }
+      },
+      drain: (key, reason, deadlineMs) => {
+        const worker = this.#processes.get(key)
+        if (!worker) return
+        // A worker whose channel is gone cannot hear the message; SIGTERM asks it to drain too.
+        if (!this.#send(worker, { shoal: 1, type: 'shutdown', reason, shutdownTimeoutMs: deadlineMs })) worker.process.kill('SIGTERM')
+      },
+      setTimer: (ms, fn) => {
+        const timer = setTimeout(fn, ms)
+        return { cancel: () => clearTimeout(timer) }
+      },
+      now: Date.now,
+      notify: (note) => this.#onNote(note),
     }
-    this.#entries.add(entry)
-    if (!replacement) slot.active = entry
-    worker.on('message', (message: unknown) => this.#onMessage(entry, message))
-    worker.on('exit', (code: number | null, signal: string | null) => this.#onExit(entry, code, signal))
-    // An IPC write to a dying worker must not take the primary down.
-    worker.on('error', (err: Error) => this.#log.debug({ err, slot: slot.index, pid: entry.pid }, 'worker channel error'))
-    entry.readyTimer = setTimeout(() => {
-      if (entry.state !== 'starting') return
-      entry.lastError = `not ready within readyTimeoutMs (${this.#opts.readyTimeoutMs} ms); a worker reports ready through clusteredListen() or serve()`
-      this.#log.error({ slot: slot.index, pid: entry.pid }, `worker ${entry.lastError}, killing it`)
-      worker.process.kill('SIGKILL')
-    }, this.#opts.readyTimeoutMs)
-    this.#log.debug({ slot: slot.index, pid: entry.pid, generation: entry.generation }, 'forked worker')
-    this.emit('fork', { slot: slot.index, workerId: worker.id, pid: entry.pid, generation: entry.generation })
-    return entry
   }
 
-  #send(entry: Entry, message: PrimaryMessage): void {
-    if (entry.state === 'exited' || !entry.worker.isConnected()) return
+  #fork(slot: number, generation: number): { key: number; pid: number | undefined } {
+    const worker = cluster.fork({ ...this.#opts.env, SHOAL_WORKER_INDEX: String(slot), SHOAL_GENERATION: String(generation) })
+    const key = worker.id
+    this.#processes.set(key, worker)
+    worker.on('message', (message: unknown) => this.#onMessage(key, message))
+    worker.on('exit', (code: number | null, signal: string | null) => this.#machine.exited(key, code, signal))
+    worker.on('error', (err: NodeJS.ErrnoException) => {
+      if (worker.process.pid === undefined || String(err.syscall ?? '').startsWith('spawn')) {
+        // No process, so no exit event will come: node:cluster would keep it listed forever.
+        delete cluster.workers?.[key]
+        this.#machine.spawnFailed(key, errorMessage(err))
+        return
+      }
+      // An IPC write to a dying worker must not take the primary down.
+      this.#log.debug({ err, slot, pid: worker.process.pid }, 'worker channel error')
+    })
+    return { key, pid: worker.process.pid }
+  }
+
+  #onNote(note: SlotNote): void {
+    const log = this.#log
+    switch (note.type) {
+      case 'fork':
+        log.debug({ slot: note.slot, pid: note.pid, generation: note.generation }, 'forked worker')
+        if (note.pid !== undefined) this.emit('fork', { slot: note.slot, workerId: note.key, pid: note.pid, generation: note.generation })
+        return
+      case 'spawn-error':
+        log.error({ slot: note.slot, error: note.error }, `could not start a worker for slot ${note.slot}: ${note.error}`)
+        this.emit('spawn-error', { slot: note.slot, error: note.error })
+        return
+      case 'ready': {
+        this.#beats.set(note.key, { lastBeatAt: Date.now(), rssBytes: undefined, loopDelayMs: undefined })
+        const { slot, key, pid, generation, address } = note
+        log.info({ slot, pid, address, generation }, 'worker ready')
+        this.emit('ready', { slot, workerId: key, pid: pid ?? -1, generation, address })
+        if (note.allReady) this.#started.resolve()
+        return
+      }
+      case 'ready-timeout':
+        log.error({ slot: note.slot, pid: note.pid }, `worker ${note.error}, killing it`)
+        return
+      case 'exit': {
+        const { slot, key, pid, code, signal, planned } = note
+        this.#processes.delete(key)
+        this.#beats.delete(key)
+        if (pid !== undefined) this.emit('exit', { slot, workerId: key, pid, code, signal, planned })
+        return
+      }
+      case 'crash':
+        log.warn({ slot: note.slot, pid: note.pid, ready: note.ready }, `worker crashed: ${note.reason}`)
+        return
+      case 'restart-scheduled':
+        if (note.delayMs > 0) log.info({ slot: note.slot, delayMs: note.delayMs }, 'restart scheduled')
+        this.emit('restart-scheduled', { slot: note.slot, delayMs: note.delayMs, consecutiveCrashes: note.consecutiveCrashes })
+        return
+      case 'self-drain':
+        if (note.fatal) log.error({ slot: note.slot, pid: note.pid }, 'worker hit an uncaught exception and drains; replacing it')
+        else log.info({ slot: note.slot, pid: note.pid }, 'worker drains on its own (SIGTERM); replacing it now')
+        return
+      case 'stuck':
+        log.error(
+          { slot: note.slot, pid: note.pid, stuckMs: note.silentMs },
+          `worker stuck: event loop silent for ${note.silentMs} ms, replacing it`,
+        )
+        return
+      case 'kill-deadline':
+        log.warn({ slot: note.slot, pid: note.pid }, 'worker outlived its drain deadline, SIGKILL')
+        return
+      case 'crash-loop': {
+        const { crashWeight, maxCrashes, windowMs, lastError } = note
+        log.error(
+          { crashWeight, maxCrashes, windowMs, lastError },
+          `crash loop: workers keep dying (weight ${crashWeight} ≥ ${maxCrashes} within ${windowMs} ms), not forking again; last error: ${lastError}`,
+        )
+        this.emit('crash-loop', { crashWeight, windowMs, lastError })
+        void this.shutdown('crash-loop').then(() => process.exit(1))
+        return
+      }
+      default:
+        note satisfies never
+    }
+  }
+
+  /** False when the message could not be handed to the channel. */
+  #send(worker: Worker, message: PrimaryMessage): boolean {
+    if (!worker.isConnected()) return false
     try {
-      entry.worker.send(message)
+      worker.send(message)
+      return true
     } catch (err) {
-      this.#log.debug({ err, pid: entry.pid }, 'could not send to worker')
+      this.#log.debug({ err, pid: worker.process.pid }, 'could not send to worker')
+      return false
     }
   }
 
   #broadcast(message: PrimaryMessage): void {
-    for (const entry of this.#entries) this.#send(entry, message)
+    for (const worker of this.#processes.values()) this.#send(worker, message)
   }
 
-  #onMessage(entry: Entry, raw: unknown): void {
+  #onMessage(key: number, raw: unknown): void {
+    const worker = this.#processes.get(key)
+    if (!worker) return
     const message: WorkerMessage | null = parseWorkerMessage(raw)
     if (!message) {
-      if (isShoalMessage(raw)) {
-        this.#log.warn({ slot: entry.slot, pid: entry.pid }, 'ignored a malformed shoal message from a worker')
-      }
+      if (isShoalMessage(raw)) this.#log.warn({ pid: worker.process.pid }, 'ignored a malformed shoal message from a worker')
       return
     }
     switch (message.type) {
       case 'hello':
-        this.#send(entry, { shoal: 1, type: 'shared-snapshot', entries: this.#store.snapshot() })
+        this.#send(worker, { shoal: 1, type: 'shared-snapshot', entries: this.#store.snapshot() })
         return
       case 'ready':
-        this.#onReady(entry, message.address)
+        this.#machine.ready(key, message.address)
         return
       case 'draining':
-        entry.planned = true
-        if (entry.state !== 'exited') entry.state = 'draining'
+        this.#machine.drainAnnounced(key, message.deadlineMs, message.fatal)
         return
       case 'request':
-        void this.#answer(entry, message.id, message.cmd, message.payload)
+        void this.#answer(worker, message.id, message.cmd, message.payload)
         return
       case 'pong':
-        this.#onPong(entry, message.rssBytes, message.loopDelayMs)
+        this.#onPong(key, message.rssBytes, message.loopDelayMs)
         return
       case 'fatal':
-        entry.lastError = message.message
+        this.#machine.fatal(key, message.message)
         return
       default:
         message satisfies never
     }
   }
 
-  #onReady(entry: Entry, address: string): void {
-    if (entry.state !== 'starting') return
-    clearTimeout(entry.readyTimer)
-    entry.state = 'ready'
-    entry.readyAt = Date.now()
-    entry.lastBeatAt = entry.readyAt
-    entry.address = address
-    this.#log.info({ slot: entry.slot, pid: entry.pid, address, generation: entry.generation }, 'worker ready')
-    this.emit('ready', { slot: entry.slot, workerId: entry.worker.id, pid: entry.pid, generation: entry.generation, address })
-    entry.whenReady?.resolve()
-    if (this.#slots.every((s) => s.active?.readyAt !== undefined)) this.#started.resolve()
-  }
-
-  async #answer(entry: Entry, id: number, cmd: string, payload: unknown): Promise<void> {
-    const reply = (message: PrimaryMessage) => this.#send(entry, message)
+  async #answer(worker: Worker, id: number, cmd: string, payload: unknown): Promise<void> {
+    const reply = (message: PrimaryMessage) => this.#send(worker, message)
+    const slot = Number(this.#machine.workers().find((w) => w.key === worker.id)?.slot ?? -1)
     const handler = this.#opts.handlers[cmd] ?? this.#builtins[cmd]
     if (!handler) {
       const err = unknownCommand(cmd)
@@ -379,7 +402,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       return
     }
     try {
-      const value = await handler(payload, { slot: entry.slot, workerId: entry.worker.id, pid: entry.pid })
+      const value = await handler(payload, { slot, workerId: worker.id, pid: worker.process.pid ?? -1 })
       const problem = value === undefined ? null : jsonProblem(value)
       if (problem) {
         const message = `handler for "${cmd}" returned a value that cannot be sent: ${problem}`
@@ -394,66 +417,6 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     }
   }
 
-  #onExit(entry: Entry, code: number | null, signal: string | null): void {
-    clearTimeout(entry.readyTimer)
-    clearTimeout(entry.killTimer)
-    const wasReady = entry.readyAt !== undefined
-    entry.exitCode = signal || code !== 0 ? 1 : 0
-    entry.state = 'exited'
-    this.#entries.delete(entry)
-    entry.markExited()
-    const slot = this.#slots[entry.slot]
-    const planned = entry.planned || this.#shutdown !== undefined
-    this.emit('exit', { slot: entry.slot, workerId: entry.worker.id, pid: entry.pid, code, signal, planned })
-    const how = signal ? `signal ${signal}` : `code ${code}`
-    if (entry.whenReady) {
-      entry.whenReady.reject(
-        new Error(entry.lastError ? `exited with ${how}: ${firstLine(entry.lastError)}` : `exited with ${how} before it was ready`),
-      )
-    }
-    if (!slot || this.#shutdown || slot.active !== entry) return
-
-    slot.active = undefined
-    if (entry.planned && wasReady) {
-      // It drained on purpose (a SIGTERM aimed at it): replace it at once, no crash counted.
-      this.#log.info({ slot: slot.index, pid: entry.pid }, 'worker drained and exited, replacing it')
-      this.#forkSlot(slot)
-      return
-    }
-    const now = Date.now()
-    if (entry.readyAt !== undefined && now - entry.readyAt >= this.#opts.restartBackoff.healthyAfterMs) slot.consecutiveCrashes = 0
-    slot.consecutiveCrashes++
-    slot.restarts++
-    const lastError = entry.lastError ? firstLine(entry.lastError) : `exited with ${how}${wasReady ? '' : ' before it was ready'}`
-    this.#log.warn({ slot: slot.index, pid: entry.pid, code, signal, ready: wasReady }, `worker crashed: ${lastError}`)
-    if (this.#crashes.record(now, crashWeight(wasReady))) {
-      this.#crashLoop(lastError)
-      return
-    }
-    const delayMs = restartDelayMs(slot.consecutiveCrashes, this.#opts.restartBackoff)
-    this.emit('restart-scheduled', { slot: slot.index, delayMs, consecutiveCrashes: slot.consecutiveCrashes })
-    if (delayMs === 0) {
-      this.#forkSlot(slot)
-      return
-    }
-    this.#log.info({ slot: slot.index, delayMs }, 'restart scheduled')
-    slot.restartTimer = setTimeout(() => {
-      slot.restartTimer = undefined
-      if (!this.#shutdown) this.#forkSlot(slot)
-    }, delayMs)
-  }
-
-  #crashLoop(lastError: string): void {
-    const { maxCrashes, windowMs } = this.#opts.crashLoop
-    const weight = this.#crashes.weight()
-    this.#log.error(
-      { crashWeight: weight, maxCrashes, windowMs, lastError },
-      `crash loop: workers keep dying (weight ${weight} ≥ ${maxCrashes} within ${windowMs} ms), not forking again; last error: ${lastError}`,
-    )
-    this.emit('crash-loop', { crashWeight: weight, windowMs, lastError })
-    void this.shutdown('crash-loop').then(() => process.exit(1))
-  }
-
   #warnAboutDeadlines(): void {
     const { readinessDelayMs, shutdownTimeoutMs } = this.#opts
     const worstMs = readinessDelayMs + shutdownTimeoutMs + KILL_MARGIN_MS
@@ -465,6 +428,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     }
   }
 
+  /** Pings every serving worker; one whose event loop stayed silent too long is stuck. */
   #startHeartbeat(): void {
     const beat = this.#opts.heartbeat
     if (!beat) return
@@ -472,104 +436,62 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     this.#heartbeat = setInterval(() => {
       const now = Date.now()
       const seq = ++this.#seq
-      for (const entry of this.#entries) {
-        if (entry.state !== 'ready') continue
-        if (!entry.replacing && now - entry.lastBeatAt > stuckAfterMs) {
-          this.#replaceStuck(entry, now - entry.lastBeatAt)
+      for (const w of this.#machine.workers()) {
+        if (w.role !== 'current' || w.phase !== 'ready') continue
+        const silentMs = now - (this.#beats.get(w.key)?.lastBeatAt ?? now)
+        if (silentMs > stuckAfterMs) {
+          this.#machine.stuck(w.key, silentMs)
           continue
         }
-        this.#send(entry, { shoal: 1, type: 'ping', seq })
+        const worker = this.#processes.get(w.key)
+        if (worker) this.#send(worker, { shoal: 1, type: 'ping', seq })
       }
     }, beat.intervalMs)
     this.#heartbeat.unref()
   }
 
-  #onPong(entry: Entry, rssBytes: number, loopDelayMs: number): void {
-    entry.lastBeatAt = Date.now()
-    entry.rssBytes = rssBytes
-    entry.loopDelayMs = loopDelayMs
+  #onPong(key: number, rssBytes: number, loopDelayMs: number): void {
+    const beat = this.#beats.get(key)
+    if (!beat) return
+    beat.lastBeatAt = Date.now()
+    beat.rssBytes = rssBytes
+    beat.loopDelayMs = loopDelayMs
     const limitMb = this.#opts.maxMemoryMb
-    if (limitMb === undefined || entry.replacing || entry.state !== 'ready' || this.#shutdown) return
-    if (rssBytes <= limitMb * 1024 * 1024 || this.#reloads.busy) return
-    const slot = this.#slots[entry.slot]
-    if (!slot || slot.active !== entry) return
-    entry.replacing = true
+    if (limitMb === undefined || rssBytes <= limitMb * 1024 * 1024 || this.#reloads.busy || this.#shutdown) return
+    const serving = this.#machine.workers().find((w) => w.key === key && w.role === 'current' && w.phase === 'ready')
+    if (!serving || this.#refreshing.has(serving.slot)) return
+    const slot = serving.slot
+    this.#refreshing.add(slot)
     const rssMb = Math.round(rssBytes / 1024 / 1024)
-    this.#log.warn({ slot: entry.slot, pid: entry.pid, rssMb, maxMemoryMb: limitMb }, 'worker over maxMemoryMb, replacing it gracefully')
-    this.#replace(slot, entry.generation).catch((err: unknown) => {
-      entry.replacing = false
-      this.#log.error({ slot: entry.slot, reason: errorMessage(err) }, 'could not replace the worker over maxMemoryMb; it keeps serving')
-    })
-  }
-
-  /** A worker whose event loop stopped answering cannot drain: fork a fresh one, kill the stuck one. */
-  #replaceStuck(entry: Entry, silentMs: number): void {
-    entry.replacing = true
-    entry.planned = true
-    this.#log.error(
-      { slot: entry.slot, pid: entry.pid, stuckMs: silentMs },
-      `worker stuck: event loop silent for ${silentMs} ms, replacing it`,
-    )
-    const slot = this.#slots[entry.slot]
-    if (slot && slot.active === entry && !this.#shutdown) {
-      slot.restarts++
-      if (this.#crashes.record(Date.now(), 1)) {
-        entry.worker.process.kill('SIGKILL')
-        this.#crashLoop(`worker stuck for ${silentMs} ms`)
-        return
-      }
-      this.#forkSlot(slot)
-    }
-    entry.worker.process.kill('SIGKILL')
-  }
-
-  /** Asks a worker to drain and resolves with its exit code once it is gone (SIGKILL after the deadline). */
-  #retire(entry: Entry, reason: string): Promise<number> {
-    if (entry.state !== 'exited') {
-      entry.planned = true
-      if (entry.state === 'starting') {
-        // Not serving yet: nothing to drain.
-        entry.worker.process.kill('SIGKILL')
-      } else {
-        entry.state = 'draining'
-        this.#send(entry, { shoal: 1, type: 'shutdown', reason, shutdownTimeoutMs: this.#opts.shutdownTimeoutMs })
-        clearTimeout(entry.killTimer)
-        entry.killTimer = setTimeout(() => {
-          this.#log.warn({ slot: entry.slot, pid: entry.pid }, 'worker outlived its drain deadline, SIGKILL')
-          entry.worker.process.kill('SIGKILL')
-        }, this.#opts.shutdownTimeoutMs + KILL_MARGIN_MS)
-      }
-    }
-    // A worker killed before it ever served had nothing to drain: that is no unclean exit.
-    return entry.exited.then(() => (entry.readyAt === undefined ? 0 : (entry.exitCode ?? 1)))
+    this.#log.warn({ slot, pid: serving.pid, rssMb, maxMemoryMb: limitMb }, 'worker over maxMemoryMb, replacing it gracefully')
+    this.#machine
+      .refresh(slot, 'reload')
+      .catch((err: unknown) => {
+        this.#log.error({ slot, reason: errorMessage(err) }, 'could not replace the worker over maxMemoryMb; it keeps serving')
+      })
+      .finally(() => this.#refreshing.delete(slot))
   }
 
   async #reload(): Promise<ReloadOutcome> {
     const started = Date.now()
-    const generation = ++this.#generation
-    const total = this.#slots.length
+    const generation = ++this.#machine.generation
+    const total = this.#machine.size
     let done = 0
     this.#log.info({ generation, workers: total }, 'rolling reload started')
     this.emit('reload-start', { generation })
     try {
       await replaceAll(
-        this.#slots.map((s) => s.index),
+        Array.from({ length: total }, (_, i) => i),
         this.#opts.reloadConcurrency,
-        async (index) => {
-          const slot = this.#slots[index] as Slot
-          const old = slot.active
-          if (old && old.generation >= generation) {
-            done++
-            return // respawned during this reload: already on the new code
-          }
-          const fresh = await this.#replace(slot, generation)
+        async (slot) => {
+          await this.#machine.replace(slot, 'reload')
           done++
-          this.emit('reload-progress', { generation, slot: index, pid: fresh.pid, done, total })
+          this.emit('reload-progress', { generation, slot, pid: this.#machine.serving(slot)?.pid ?? -1, done, total })
         },
       )
     } catch (err) {
       const reason = errorMessage(err)
-      const slot = (err as { slot?: number }).slot ?? -1
+      const slot = err instanceof SlotError ? err.slot : -1
       this.#log.error({ generation, slot, reason }, 'rolling reload failed, old workers keep serving')
       this.emit('reload-failed', { generation, slot, reason })
       throw new ShoalError(codes.SHOAL_ERR_RELOAD_FAILED, `rolling reload failed at slot ${slot}: ${reason}`, { cause: err })
@@ -579,37 +501,4 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     this.emit('reload-done', outcome)
     return outcome
   }
-
-  /** Forks a replacement for `slot`, waits until it is ready, then drains the old worker. */
-  async #replace(slot: Slot, generation: number): Promise<Entry> {
-    if (this.#shutdown) throw Object.assign(new Error('the cluster is shutting down'), { slot: slot.index })
-    const fresh = this.#forkSlot(slot, true)
-    try {
-      await new Promise<void>((resolve, reject) => {
-        fresh.whenReady = { resolve, reject }
-      })
-    } catch (err) {
-      fresh.planned = true
-      if (fresh.state !== 'exited') fresh.worker.process.kill('SIGKILL')
-      await fresh.exited
-      throw Object.assign(new Error(`new worker ${errorMessage(err)}`), { slot: slot.index })
-    } finally {
-      fresh.whenReady = undefined
-    }
-    if (this.#shutdown) {
-      // Shutdown began while it booted: it is retired with the rest.
-      return fresh
-    }
-    fresh.generation = generation
-    const old = slot.active
-    slot.active = fresh
-    slot.consecutiveCrashes = 0
-    if (old && old.state !== 'exited') await this.#retire(old, 'reload')
-    return fresh
-  }
-}
-
-function firstLine(text: string): string {
-  const lines = text.split('\n')
-  return lines.slice(0, 2).join(' | ').slice(0, 500)
 }
