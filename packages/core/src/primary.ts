@@ -105,6 +105,12 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     // A draining worker's last round trip: IPC is ordered, so once it has this answer it has read every
     // connection the primary handed it before it stopped listening, and may exit without losing one.
     'shoal:sync': () => true,
+    // A worker sent SIGTERM asks to be replaced first: it keeps serving until its replacement is ready,
+    // then gets the usual drain message. Answered then; the worker drains by itself on any answer.
+    'shoal:replace-me': async (_payload, worker) => {
+      await this.#machine.handover(worker.workerId, 'SIGTERM')
+      return true
+    },
   }
 
   /** Values broadcast to every worker: `primary.shared.set('usersCount', 42)`. */

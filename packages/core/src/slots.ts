@@ -28,6 +28,7 @@
  * | exit                          | retiring               | gone; the slot does not change                                      |
  * | drain announced (not asked)   | current                | → retiring (kill timer); replacement forked at once (a crash if fatal) |
  * | drain announced               | candidate              | → retiring; its replacement fails                                   |
+ * | handover asked (SIGTERM)      | current ready          | + candidate (spawn); it serves until the candidate is ready         |
  * | heartbeat missed              | current ready          | → retiring (SIGKILL now); lost as a crash                           |
  * | backoff timer                 | backoff                | → starting (spawn)                                                  |
  * | replace (reload, memory)      | ready                  | + candidate (spawn); resolves once the old worker exited            |
@@ -379,6 +380,26 @@ export class SlotMachine {
     if (slot.candidate || slot.current?.phase !== 'ready')
       return Promise.reject(new SlotError(index, 'the slot has no serving worker to replace'))
     return this.#surge(slot, reason)
+  }
+
+  /**
+   * A worker asks to be replaced before it drains (a SIGTERM aimed at it): a candidate boots while it
+   * keeps serving and accepting, so even a single worker's port never refuses a connection; once the
+   * candidate is ready the worker is asked to drain like any replaced one. Resolves then, or at once
+   * when it cannot be replaced that way (the worker then drains by itself, which forks its
+   * replacement at once). Never rejects.
+   */
+  async handover(key: number, reason: string): Promise<void> {
+    const worker = this.#workers.get(key)
+    if (!worker || this.#stopping || worker.role !== 'current' || worker.phase !== 'ready') return
+    const slot = this.#slot(worker)
+    let candidate = slot.candidate // a reload's replacement already boots: it will do
+    if (!candidate) {
+      candidate = this.#spawn(slot, 'candidate')
+      if (!candidate) return
+      candidate.drainReason = reason
+    }
+    await this.#whenReady(candidate).catch(() => {})
   }
 
   /**
