@@ -308,7 +308,7 @@ describe('SlotMachine: rolling replacement', () => {
   })
 
   it('refresh (memory ceiling) replaces the worker on the same code', async () => {
-    const { host, machine } = running(1)
+    const { machine } = running(1)
     const refreshed = machine.refresh(0, 'reload')
     await expect(machine.refresh(0, 'reload')).rejects.toThrow(/no serving worker to replace/)
     machine.ready(2, 'b')

@@ -249,8 +249,8 @@ export class SlotMachine {
         allReady: this.allReady(),
       })
       const waiters = worker.waiters.splice(0)
-      const settled = old ? (this.#retire(old, worker.drainReason), old.exited) : Promise.resolve()
-      void settled.then(() => {
+      if (old) this.#retire(old, worker.drainReason)
+      void (old?.exited ?? Promise.resolve()).then(() => {
         for (const w of waiters) w.resolve()
       })
       return
