@@ -236,7 +236,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     }
     const code = await this.#machine.shutdown(reason)
     this.#log.info({ reason, code }, 'cluster stopped')
-    this.emit('shutdown', { reason, code })
+    this.#publish('shutdown', { reason, code })
     this.#started.resolve()
     return code
   }
@@ -291,17 +291,18 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     switch (note.type) {
       case 'fork':
         log.debug({ slot: note.slot, pid: note.pid, generation: note.generation }, 'forked worker')
-        if (note.pid !== undefined) this.emit('fork', { slot: note.slot, workerId: note.key, pid: note.pid, generation: note.generation })
+        if (note.pid !== undefined)
+          this.#publish('fork', { slot: note.slot, workerId: note.key, pid: note.pid, generation: note.generation })
         return
       case 'spawn-error':
         log.error({ slot: note.slot, error: note.error }, `could not start a worker for slot ${note.slot}: ${note.error}`)
-        this.emit('spawn-error', { slot: note.slot, error: note.error })
+        this.#publish('spawn-error', { slot: note.slot, error: note.error })
         return
       case 'ready': {
         this.#beats.set(note.key, { lastBeatAt: Date.now(), rssBytes: undefined, loopDelayMs: undefined })
         const { slot, key, pid, generation, address } = note
         log.info({ slot, pid, address, generation }, 'worker ready')
-        this.emit('ready', { slot, workerId: key, pid: pid ?? -1, generation, address })
+        this.#publish('ready', { slot, workerId: key, pid: pid ?? -1, generation, address })
         if (note.allReady) this.#started.resolve()
         return
       }
@@ -312,7 +313,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         const { slot, key, pid, code, signal, planned } = note
         this.#processes.delete(key)
         this.#beats.delete(key)
-        if (pid !== undefined) this.emit('exit', { slot, workerId: key, pid, code, signal, planned })
+        if (pid !== undefined) this.#publish('exit', { slot, workerId: key, pid, code, signal, planned })
         return
       }
       case 'crash':
@@ -320,7 +321,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         return
       case 'restart-scheduled':
         if (note.delayMs > 0) log.info({ slot: note.slot, delayMs: note.delayMs }, 'restart scheduled')
-        this.emit('restart-scheduled', { slot: note.slot, delayMs: note.delayMs, consecutiveCrashes: note.consecutiveCrashes })
+        this.#publish('restart-scheduled', { slot: note.slot, delayMs: note.delayMs, consecutiveCrashes: note.consecutiveCrashes })
         return
       case 'self-drain':
         if (note.fatal) log.error({ slot: note.slot, pid: note.pid }, 'worker hit an uncaught exception and drains; replacing it')
@@ -341,13 +342,28 @@ export class Primary extends EventEmitter<PrimaryEvents> {
           { crashWeight, maxCrashes, windowMs, lastError },
           `crash loop: workers keep dying (weight ${crashWeight} ≥ ${maxCrashes} within ${windowMs} ms), not forking again; last error: ${lastError}`,
         )
-        this.emit('crash-loop', { crashWeight, windowMs, lastError })
+        this.#publish('crash-loop', { crashWeight, windowMs, lastError })
         void this.shutdown('crash-loop').then(() => process.exit(1))
         return
       }
       default:
         note satisfies never
     }
+  }
+
+  /**
+   * Emits a public event once the current transition finished: a listener that throws, or calls
+   * reload() or shutdown(), never runs in the middle of the slot machine's bookkeeping. A throwing
+   * listener is logged; it never takes the primary down.
+   */
+  #publish<K extends keyof PrimaryEvents>(event: K, ...args: PrimaryEvents[K]): void {
+    queueMicrotask(() => {
+      try {
+        ;(this.emit as (event: K, ...args: PrimaryEvents[K]) => boolean)(event, ...args)
+      } catch (err) {
+        this.#log.error({ err, event }, `a listener for the '${String(event)}' event threw`)
+      }
+    })
   }
 
   /** False when the message could not be handed to the channel. */
@@ -484,7 +500,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     const total = this.#machine.size
     let done = 0
     this.#log.info({ generation, workers: total }, 'rolling reload started')
-    this.emit('reload-start', { generation })
+    this.#publish('reload-start', { generation })
     try {
       await replaceAll(
         Array.from({ length: total }, (_, i) => i),
@@ -492,19 +508,19 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         async (slot) => {
           await this.#machine.replace(slot, 'reload')
           done++
-          this.emit('reload-progress', { generation, slot, pid: this.#machine.serving(slot)?.pid ?? -1, done, total })
+          this.#publish('reload-progress', { generation, slot, pid: this.#machine.serving(slot)?.pid ?? -1, done, total })
         },
       )
     } catch (err) {
       const reason = errorMessage(err)
       const slot = err instanceof SlotError ? err.slot : -1
       this.#log.error({ generation, slot, reason }, 'rolling reload failed, old workers keep serving')
-      this.emit('reload-failed', { generation, slot, reason })
+      this.#publish('reload-failed', { generation, slot, reason })
       throw new ShoalError(codes.SHOAL_ERR_RELOAD_FAILED, `rolling reload failed at slot ${slot}: ${reason}`, { cause: err })
     }
     const outcome = { generation, durationMs: Date.now() - started, replaced: done }
     this.#log.info(outcome, 'rolling reload done')
-    this.emit('reload-done', outcome)
+    this.#publish('reload-done', outcome)
     return outcome
   }
 }
