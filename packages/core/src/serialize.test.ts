@@ -66,6 +66,6 @@ describe('jsonProblem on values that throw while read', () => {
         })
       },
     }
-    expect(jsonProblem(weird)).toBe('`.x` threw while it was read: an unreadable error')
+    expect(jsonProblem(weird)).toBe('`.x` threw while it was read: {}')
   })
 })

@@ -2,6 +2,7 @@
  * Values that cross IPC must survive JSON (cluster's default serialization) unchanged.
  * Anything JSON would silently drop or mangle is rejected with the path to the culprit.
  */
+import { errorMessage } from './errors.js'
 
 /**
  * Returns null when `value` is JSON-safe, otherwise why not, e.g. "`.users[2].id` is a BigInt".
@@ -56,7 +57,7 @@ function problemAt(value: unknown, path: string, seen: Set<object>): string | nu
     }
     return null
   } catch (err) {
-    return `${reading === '' ? 'the value' : `\`${reading}\``} threw while it was read: ${reason(err)}`
+    return `${reading === '' ? 'the value' : `\`${reading}\``} threw while it was read: ${errorMessage(err)}`
   } finally {
     seen.delete(obj)
   }
@@ -72,16 +73,7 @@ export function encodeJson(value: unknown): { ok: true; json: string } | { ok: f
   try {
     return { ok: true, json: JSON.stringify(value) }
   } catch (err) {
-    return { ok: false, problem: `the value threw while it was serialized: ${reason(err)}` }
-  }
-}
-
-/** What was thrown, as text; user code threw it, so reading it may throw too. */
-function reason(err: unknown): string {
-  try {
-    return err instanceof Error ? String(err.message) : String(err)
-  } catch {
-    return 'an unreadable error'
+    return { ok: false, problem: `the value threw while it was serialized: ${errorMessage(err)}` }
   }
 }
 
