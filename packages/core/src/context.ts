@@ -3,11 +3,16 @@
  * snapshot, and requests to the primary. Without a primary, the same API is served in-process.
  */
 import cluster from 'node:cluster'
-import { codes, ShoalError } from './errors.js'
+import { answerCommand, type CommandAnswer } from './dispatch.js'
+import { codes, ShoalError, type ShoalErrorCode } from './errors.js'
 import { type Logger, textLogger } from './logger.js'
 import type { RequestHandler, SharedSnapshot } from './options.js'
 import type { PrimaryMessage, SharedEntry, WorkerMessage } from './protocol.js'
-import { deepFreeze, jsonProblem } from './serialize.js'
+import { deepFreeze, encodeJson } from './serialize.js'
+
+// Kept importable from here for the modules that always did.
+export { unknownCommand } from './dispatch.js'
+export { errorMessage } from './errors.js'
 
 /** Options for `request.cluster.request`. */
 export interface RequestOptions {
@@ -27,7 +32,10 @@ export interface ClusterContext {
   readonly pid: number
   /** The latest frozen snapshot of the primary's shared values, replaced atomically on each update. */
   readonly shared: SharedSnapshot
-  /** Ask the primary; answered by the `handlers` option. Rejects with `ShoalError` on timeout, unknown command or handler error. */
+  /**
+   * Ask the primary; answered by the `handlers` option. Rejects with `ShoalError` on timeout, unknown
+   * command, handler error, a payload or result that cannot cross IPC, or a closed IPC channel.
+   */
   request<T = unknown>(cmd: string, payload?: unknown, options?: RequestOptions): Promise<T>
 }
 
@@ -58,7 +66,7 @@ const sharedReadyPromise = new Promise<void>((resolve) => {
   if (!supervised) resolve()
 })
 
-const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>()
+const pending = new Map<number, { cmd: string; resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>()
 let nextId = 1
 
 /** Sends to the primary; a no-op without one, or once the channel closed. */
@@ -81,32 +89,34 @@ export function applyShared(name: string, entry: SharedEntry): void {
   }
 }
 
-async function askLocally(cmd: string, payload: unknown): Promise<unknown> {
-  const handler = localHandlers[cmd]
-  if (!handler) throw unknownCommand(cmd)
-  let value: unknown
-  try {
-    value = await handler(payload, { slot: 0, workerId: 0, pid: process.pid })
-  } catch (err) {
-    throw new ShoalError(codes.SHOAL_ERR_HANDLER_FAILED, `handler for "${cmd}" failed: ${errorMessage(err)}`, { cause: err })
-  }
-  // The same JSON round trip as over IPC, so in-process mode behaves like the cluster.
-  return value === undefined ? undefined : JSON.parse(JSON.stringify(value))
+/** In-process mode: the primary's dispatcher, run here, on the payload as it would arrive over IPC. */
+async function askLocally(cmd: string, payloadJson: string | undefined): Promise<unknown> {
+  const payload = payloadJson === undefined ? undefined : JSON.parse(payloadJson)
+  return settle(await answerCommand(localHandlers, {}, cmd, payload, { slot: 0, workerId: 0, pid: process.pid }, log))
 }
 
-export function unknownCommand(cmd: string): ShoalError {
-  return new ShoalError(codes.SHOAL_ERR_UNKNOWN_COMMAND, `no handler for command "${cmd}" (add it to the \`handlers\` option)`)
+function settle(answer: CommandAnswer): unknown {
+  if (answer.ok) return answer.value
+  throw new ShoalError(answer.error.code as ShoalErrorCode, answer.error.message)
 }
 
-export function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
+function channelClosed(cmd: string): ShoalError {
+  return new ShoalError(
+    codes.SHOAL_ERR_CHANNEL_CLOSED,
+    `cannot ask the primary "${cmd}": this worker's IPC channel to the primary is closed (disconnected, or the primary is gone)`,
+  )
 }
 
 function request<T>(cmd: string, payload?: unknown, options: RequestOptions = {}): Promise<T> {
   const timeoutMs = options.timeoutMs ?? 5000
-  const problem = payload === undefined ? null : jsonProblem(payload)
-  if (problem) return Promise.reject(new ShoalError(codes.SHOAL_ERR_NOT_SERIALIZABLE, `payload for "${cmd}" cannot be sent: ${problem}`))
-  if (!supervised) return askLocally(cmd, payload) as Promise<T>
+  // Checked here, before anything is sent, with the primary's own check: in-process mode fails alike.
+  const encoded = payload === undefined ? undefined : encodeJson(payload)
+  if (encoded && !encoded.ok) {
+    return Promise.reject(new ShoalError(codes.SHOAL_ERR_NOT_SERIALIZABLE, `payload for "${cmd}" cannot be sent: ${encoded.problem}`))
+  }
+  if (!supervised) return askLocally(cmd, encoded?.json) as Promise<T>
+  // Nothing sent now could be answered: fail at once rather than after the full timeout.
+  if (!process.connected) return Promise.reject(channelClosed(cmd))
   return new Promise<T>((resolve, reject) => {
     const id = nextId++
     const timer = setTimeout(() => {
@@ -114,10 +124,22 @@ function request<T>(cmd: string, payload?: unknown, options: RequestOptions = {}
       reject(new ShoalError(codes.SHOAL_ERR_REQUEST_TIMEOUT, `primary did not answer "${cmd}" within ${timeoutMs} ms`))
     }, timeoutMs)
     timer.unref()
-    pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer })
-    send({ shoal: 1, type: 'request', id, cmd, payload })
+    pending.set(id, { cmd, resolve: resolve as (v: unknown) => void, reject, timer })
+    // The checked copy, so what is sent is what was checked (a getter may answer differently twice).
+    send({ shoal: 1, type: 'request', id, cmd, payload: encoded && JSON.parse(encoded.json) })
   })
 }
+
+/** The channel closed: no answer can arrive any more, so every waiting request fails now. */
+function rejectPending(): void {
+  for (const [id, waiting] of pending) {
+    pending.delete(id)
+    clearTimeout(waiting.timer)
+    waiting.reject(channelClosed(waiting.cmd))
+  }
+}
+
+if (supervised) process.on('disconnect', rejectPending)
 
 export const context: ClusterContext = Object.freeze({
   workerId: supervised ? (cluster.worker?.id ?? 0) : 0,
@@ -168,6 +190,9 @@ export function settleResponse(message: Extract<PrimaryMessage, { type: 'respons
   if (!waiting) return
   pending.delete(message.id)
   clearTimeout(waiting.timer)
-  if (message.ok) waiting.resolve(message.value)
-  else waiting.reject(new ShoalError(message.error.code as keyof typeof codes, message.error.message))
+  try {
+    waiting.resolve(settle(message))
+  } catch (err) {
+    waiting.reject(err as ShoalError)
+  }
 }

@@ -20,6 +20,12 @@ export const codes = {
   SHOAL_ERR_LISTEN: 'SHOAL_ERR_LISTEN',
   /** A shared value name was used that no source declares. */
   SHOAL_ERR_UNKNOWN_SHARED: 'SHOAL_ERR_UNKNOWN_SHARED',
+  /**
+   * A worker → primary request cannot be answered: this worker's IPC channel to the primary is closed
+   * (`cluster.worker.disconnect()`, or the primary is gone). Made then, it fails at once; pending, it
+   * fails the moment the channel closes, never after its full timeout.
+   */
+  SHOAL_ERR_CHANNEL_CLOSED: 'SHOAL_ERR_CHANNEL_CLOSED',
 } as const
 
 export type ShoalErrorCode = keyof typeof codes
@@ -34,18 +40,31 @@ export class ShoalError extends Error {
   }
 }
 
+/** The message of whatever was thrown, as text. Never throws, whatever user code threw. */
+export function errorMessage(err: unknown): string {
+  try {
+    return err instanceof Error ? String(err.message) : String(err)
+  } catch {
+    return describe(err)
+  }
+}
+
 /** Renders a received value for an error message: short, unambiguous, never throws. */
 export function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value)
   if (typeof value === 'function') return `[Function ${value.name || 'anonymous'}]`
   if (typeof value === 'bigint') return `${value}n`
   if (typeof value === 'symbol' || value === undefined || typeof value === 'number') return String(value)
-  if (value instanceof URL) return `URL(${value.href})`
   try {
+    if (value instanceof URL) return `URL(${value.href})`
     const json = JSON.stringify(value)
     return json.length > 80 ? `${json.slice(0, 77)}...` : json
   } catch {
-    return Object.prototype.toString.call(value)
+    try {
+      return Object.prototype.toString.call(value)
+    } catch {
+      return '[unreadable]'
+    }
   }
 }
 

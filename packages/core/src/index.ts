@@ -15,6 +15,7 @@ export { codes, ShoalError, type ShoalErrorCode } from './errors.js'
 export { type HealthReply, type HealthRoutes, healthFor, liveness, readiness } from './health.js'
 export { jsonLogger, type LogFn, type Logger, type LoggerOption, silentLogger, textLogger } from './logger.js'
 export {
+  type AdapterOptionName,
   type ClusterOptions,
   type RequestHandler,
   type ResolvedOptions,
@@ -23,6 +24,8 @@ export {
   type SharedSource,
   type SharedSources,
   type SharedValues,
+  validateAdapterOptions,
+  WORKER_SIDE_NAMES,
   type WorkerInfo,
 } from './options.js'
 export {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { codes, ShoalError } from './errors.js'
-import { OPTION_NAMES, resolveOptions } from './options.js'
+import { OPTION_NAMES, resolveOptions, validateAdapterOptions, WORKER_SIDE_NAMES } from './options.js'
 
 function rejection(options: unknown): ShoalError {
   try {
@@ -73,5 +73,33 @@ describe('resolveOptions fuzz', () => {
         expect((err as ShoalError).message).toMatch(/^Expected `[\w.]+` to be .+, got `.*`$/s)
       }
     }
+  })
+})
+
+describe('validateAdapterOptions', () => {
+  const names = ['readinessPath', 'livenessPath', ...WORKER_SIDE_NAMES] as const
+
+  it('accepts good options, nothing, and the ignored framework keys', () => {
+    expect(() => validateAdapterOptions(undefined, names)).not.toThrow()
+    expect(() => validateAdapterOptions({ readinessPath: '/readyz', shutdownTimeoutMs: 10, logger: 'silent' }, names)).not.toThrow()
+    expect(() => validateAdapterOptions({ prefix: '/v1' }, names, ['prefix'])).not.toThrow()
+  })
+
+  it.each([
+    [{ readinessPath: 'readyz' }, 'Expected `readinessPath` to be a path starting with \'/\', got `"readyz"`'],
+    [{ livenessPath: null }, "Expected `livenessPath` to be a path starting with '/', got `null`"],
+    [{ shutdownTimeoutMs: -1 }, 'Expected `shutdownTimeoutMs` to be an integer number of milliseconds ≥ 1, got `-1`'],
+    [{ shutdownTimeoutMS: 10 }, 'Expected `shutdownTimeoutMS` to be a known option (readinessPath, livenessPath, shutdownTimeoutMs'],
+    [{ workers: 2 }, 'Expected `workers` to be a known option'],
+    [[], 'Expected `options` to be an object, got `[]`'],
+  ])('rejects %j by name', (options, message) => {
+    expect(() => validateAdapterOptions(options, names)).toThrow(expect.objectContaining({ code: codes.SHOAL_ERR_INVALID_OPTION }))
+    expect(() => validateAdapterOptions(options, names)).toThrow(message)
+  })
+
+  it('takes only the options it is given: a health path is unknown to a drain-only adapter', () => {
+    expect(() => validateAdapterOptions({ readinessPath: '/r' }, ['shutdownTimeoutMs'])).toThrow(
+      'Expected `readinessPath` to be a known option',
+    )
   })
 })

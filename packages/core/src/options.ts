@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import type { BackoffPolicy, CrashLoopPolicy } from './backoff.js'
 import { invalidOption } from './errors.js'
+import type { HealthRoutes } from './health.js'
 import { isLogger, type Logger, type LoggerOption, resolveLogger } from './logger.js'
 
 /**
@@ -320,6 +321,57 @@ function resolveHeartbeat(value: unknown): ResolvedOptions['heartbeat'] {
   }
 }
 
+/** The options that shape a worker's (or a single process's) drain, which the adapters also take. */
+export const WORKER_SIDE_NAMES = ['shutdownTimeoutMs', 'idleSocketGraceMs', 'onShutdown', 'logger', 'signals', 'readinessDelayMs'] as const
+
+type WorkerSideName = (typeof WORKER_SIDE_NAMES)[number]
+
+function resolveWorkerSide(o: Record<string, unknown>): Pick<ResolvedOptions, WorkerSideName> {
+  if (o.signals !== undefined && typeof o.signals !== 'boolean') throw invalidOption('signals', 'a boolean', o.signals)
+  if (o.logger !== undefined && !['text', 'json', 'silent'].includes(o.logger as string) && !isLogger(o.logger)) {
+    throw invalidOption('logger', "a pino-compatible logger or 'text' | 'json' | 'silent'", o.logger)
+  }
+  if (o.onShutdown !== undefined && typeof o.onShutdown !== 'function') throw invalidOption('onShutdown', 'a function', o.onShutdown)
+  return {
+    signals: o.signals ?? true,
+    logger: resolveLogger(o.logger as LoggerOption | undefined),
+    onShutdown: o.onShutdown as ResolvedOptions['onShutdown'],
+    shutdownTimeoutMs: durationMs('shutdownTimeoutMs', o.shutdownTimeoutMs, 5000, { min: 1 }),
+    idleSocketGraceMs: durationMs('idleSocketGraceMs', o.idleSocketGraceMs, 500),
+    readinessDelayMs: durationMs('readinessDelayMs', o.readinessDelayMs, 0),
+  }
+}
+
+/** An option an adapter may take: a health route, or one that shapes the drain. */
+export type AdapterOptionName = keyof HealthRoutes | WorkerSideName
+
+const HEALTH_NAMES: readonly string[] = ['readinessPath', 'livenessPath'] satisfies (keyof HealthRoutes)[]
+
+/**
+ * Validates an adapter's options where they are given (a plugin's registration, a middleware's
+ * call), not later where a framework would only log the error: unknown keys (a typo) by name, the
+ * health paths, and the drain options with `resolveOptions`' own messages. `ignore` names keys that
+ * belong to the framework (Fastify's `prefix`, ...). Throws `ShoalError` (SHOAL_ERR_INVALID_OPTION).
+ * @example validateAdapterOptions(options, ['readinessPath', 'livenessPath'])
+ */
+export function validateAdapterOptions(input: unknown, names: readonly AdapterOptionName[], ignore: readonly string[] = []): void {
+  if (input === undefined) return
+  if (!isPlainObject(input)) throw invalidOption('options', 'an object', input)
+  const known = new Set<string>(names)
+  for (const key of Object.keys(input)) {
+    if (!known.has(key) && !ignore.includes(key)) throw invalidOption(key, `a known option (${names.join(', ')})`, 'unknown option')
+  }
+  for (const name of HEALTH_NAMES) {
+    const path = input[name]
+    if (known.has(name) && path !== undefined && !(typeof path === 'string' && path.startsWith('/'))) {
+      throw invalidOption(name, "a path starting with '/'", path)
+    }
+  }
+  const side: Record<string, unknown> = {}
+  for (const name of WORKER_SIDE_NAMES) if (known.has(name)) side[name] = input[name]
+  resolveWorkerSide(side)
+}
+
 /** Validates every option up front, before anything is forked; throws `ShoalError` naming the first bad one. */
 export function resolveOptions(input: unknown = {}): ResolvedOptions {
   if (!isPlainObject(input)) throw invalidOption('options', 'an object', input)
@@ -327,11 +379,7 @@ export function resolveOptions(input: unknown = {}): ResolvedOptions {
     if (!KNOWN.has(key)) throw invalidOption(key, `a known option (${[...KNOWN].join(', ')})`, 'unknown option')
   }
   const o = input as ClusterOptions & Record<string, unknown>
-  if (o.signals !== undefined && typeof o.signals !== 'boolean') throw invalidOption('signals', 'a boolean', o.signals)
-  if (o.logger !== undefined && !['text', 'json', 'silent'].includes(o.logger as string) && !isLogger(o.logger)) {
-    throw invalidOption('logger', "a pino-compatible logger or 'text' | 'json' | 'silent'", o.logger)
-  }
-  if (o.onShutdown !== undefined && typeof o.onShutdown !== 'function') throw invalidOption('onShutdown', 'a function', o.onShutdown)
+  const side = resolveWorkerSide(o)
   const backoff = section('restartBackoff', o.restartBackoff)
   const crash = section('crashLoop', o.crashLoop)
   const minMs = durationMs('restartBackoff.minMs', backoff.minMs, 250, { min: 1 })
@@ -343,9 +391,9 @@ export function resolveOptions(input: unknown = {}): ResolvedOptions {
     exec: resolveExec(o.exec),
     args: stringArray('args', o.args, process.argv.slice(2)),
     env: resolveEnv(o.env),
-    signals: o.signals ?? true,
-    shutdownTimeoutMs: durationMs('shutdownTimeoutMs', o.shutdownTimeoutMs, 5000, { min: 1 }),
-    idleSocketGraceMs: durationMs('idleSocketGraceMs', o.idleSocketGraceMs, 500),
+    signals: side.signals,
+    shutdownTimeoutMs: side.shutdownTimeoutMs,
+    idleSocketGraceMs: side.idleSocketGraceMs,
     readyTimeoutMs: durationMs('readyTimeoutMs', o.readyTimeoutMs, 30_000, { min: 1 }),
     restartBackoff: {
       minMs,
@@ -356,13 +404,13 @@ export function resolveOptions(input: unknown = {}): ResolvedOptions {
       maxCrashes: positiveInt('crashLoop.maxCrashes', crash.maxCrashes, 10),
       windowMs: durationMs('crashLoop.windowMs', crash.windowMs, 60_000, { min: 1 }),
     },
-    logger: resolveLogger(o.logger),
+    logger: side.logger,
     shared: resolveShared(o.shared),
     handlers: resolveHandlers(o.handlers),
-    onShutdown: o.onShutdown,
+    onShutdown: side.onShutdown,
     reloadConcurrency: positiveInt('reloadConcurrency', o.reloadConcurrency, 1),
     heartbeat: resolveHeartbeat(o.heartbeat),
     maxMemoryMb: o.maxMemoryMb === undefined ? undefined : positiveInt('maxMemoryMb', o.maxMemoryMb, 0, 1_048_576),
-    readinessDelayMs: durationMs('readinessDelayMs', o.readinessDelayMs, 0),
+    readinessDelayMs: side.readinessDelayMs,
   }
 }

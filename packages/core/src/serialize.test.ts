@@ -32,3 +32,40 @@ describe('deepFreeze', () => {
     expect(Object.isFrozen(v.a.b)).toBe(true)
   })
 })
+
+describe('jsonProblem on values that throw while read', () => {
+  it('never throws: a throwing getter or Proxy trap is named with its path', () => {
+    const getter = {
+      a: [
+        {
+          get count(): number {
+            throw new Error('getter exploded')
+          },
+        },
+      ],
+    }
+    expect(jsonProblem(getter)).toBe('`.a[0].count` threw while it was read: getter exploded')
+    const trap = new Proxy(
+      {},
+      {
+        getPrototypeOf() {
+          throw new Error('trapped')
+        },
+      },
+    )
+    expect(jsonProblem({ p: trap })).toBe('`.p` threw while it was read: trapped')
+    const { proxy, revoke } = Proxy.revocable({}, {})
+    revoke()
+    expect(jsonProblem(proxy)).toMatch(/^the value threw while it was read: /)
+    const weird = {
+      get x(): number {
+        throw Object.assign(Object.create(null), {
+          toString: () => {
+            throw new Error('no')
+          },
+        })
+      },
+    }
+    expect(jsonProblem(weird)).toBe('`.x` threw while it was read: {}')
+  })
+})

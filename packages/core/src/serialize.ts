@@ -2,9 +2,17 @@
  * Values that cross IPC must survive JSON (cluster's default serialization) unchanged.
  * Anything JSON would silently drop or mangle is rejected with the path to the culprit.
  */
+import { errorMessage } from './errors.js'
 
-/** Returns null when `value` is JSON-safe, otherwise why not, e.g. "`.users[2].id` is a BigInt". */
-export function jsonProblem(value: unknown, path = '', seen = new Set<object>()): string | null {
+/**
+ * Returns null when `value` is JSON-safe, otherwise why not, e.g. "`.users[2].id` is a BigInt".
+ * Never throws: a getter or a Proxy trap that throws while it is read is a problem like any other.
+ */
+export function jsonProblem(value: unknown): string | null {
+  return problemAt(value, '', new Set())
+}
+
+function problemAt(value: unknown, path: string, seen: Set<object>): string | null {
   const at = path === '' ? 'the value' : `\`${path}\``
   switch (typeof value) {
     case 'string':
@@ -25,10 +33,13 @@ export function jsonProblem(value: unknown, path = '', seen = new Set<object>())
   const obj = value as object
   if (seen.has(obj)) return `${at} is circular`
   seen.add(obj)
+  // Reading a property runs user code (getters, Proxy traps); whatever it throws names the spot.
+  let reading = path
   try {
     if (Array.isArray(obj)) {
       for (let i = 0; i < obj.length; i++) {
-        const problem = jsonProblem(obj[i], `${path}[${i}]`, seen)
+        reading = `${path}[${i}]`
+        const problem = problemAt(obj[i], reading, seen)
         if (problem) return problem
       }
       return null
@@ -40,12 +51,29 @@ export function jsonProblem(value: unknown, path = '', seen = new Set<object>())
       return `${at} is a ${kind}, not a plain object or array${hint}`
     }
     for (const key of Object.keys(obj)) {
-      const problem = jsonProblem((obj as Record<string, unknown>)[key], `${path}.${key}`, seen)
+      reading = `${path}.${key}`
+      const problem = problemAt((obj as Record<string, unknown>)[key], reading, seen)
       if (problem) return problem
     }
     return null
+  } catch (err) {
+    return `${reading === '' ? 'the value' : `\`${reading}\``} threw while it was read: ${errorMessage(err)}`
   } finally {
     seen.delete(obj)
+  }
+}
+
+/**
+ * The JSON text a value crosses IPC as, or why it cannot. Never throws: a getter may pass
+ * `jsonProblem` and throw on the second read, the one `JSON.stringify` makes.
+ */
+export function encodeJson(value: unknown): { ok: true; json: string } | { ok: false; problem: string } {
+  const problem = jsonProblem(value)
+  if (problem) return { ok: false, problem }
+  try {
+    return { ok: true, json: JSON.stringify(value) }
+  } catch (err) {
+    return { ok: false, problem: `the value threw while it was serialized: ${errorMessage(err)}` }
   }
 }
 

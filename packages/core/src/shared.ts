@@ -1,8 +1,8 @@
-import { codes, ShoalError } from './errors.js'
+import { codes, describe, ShoalError } from './errors.js'
 import type { Logger } from './logger.js'
 import type { SharedSource } from './options.js'
 import type { SharedEntry } from './protocol.js'
-import { jsonProblem } from './serialize.js'
+import { encodeJson } from './serialize.js'
 
 /** How long startup waits for the first round of computes before forking anyway. */
 export const FIRST_COMPUTE_WAIT_MS = 3000
@@ -71,31 +71,35 @@ export class SharedStore {
     if (typeof name !== 'string' || name.length === 0) {
       throw new ShoalError(codes.SHOAL_ERR_INVALID_OPTION, `Expected a shared value name, got \`${String(name)}\``)
     }
-    const problem = jsonProblem(value)
-    if (problem) throw notSerializable(name, problem)
-    this.#accept(name, value, 'set')
+    const encoded = encodeJson(value)
+    if (!encoded.ok) throw notSerializable(name, encoded.problem)
+    this.#store(name, encoded.json)
   }
 
-  #accept(name: string, value: unknown, origin: string): boolean {
-    const problem = jsonProblem(value)
-    if (problem) {
-      this.#log.error({ name, origin, err: notSerializable(name, problem) }, 'shared value rejected, last good value kept')
-      return false
+  /** Takes a static or computed value; one that cannot cross IPC is logged and the last good value kept. */
+  #accept(name: string, value: unknown, origin: string): void {
+    const encoded = encodeJson(value)
+    if (!encoded.ok) {
+      this.#log.error({ name, origin, err: notSerializable(name, encoded.problem) }, 'shared value rejected, last good value kept')
+      return
     }
-    const json = JSON.stringify(value)
+    this.#store(name, encoded.json)
+  }
+
+  /** Publishes `json` as the next version, unless it is what workers already have. */
+  #store(name: string, json: string): void {
     const previous = this.#entries.get(name)
-    if (previous?.json === json) return false
+    if (previous?.json === json) return
     const entry = { value: JSON.parse(json) as unknown, version: (previous?.version ?? 0) + 1, updatedAt: Date.now() }
     this.#entries.set(name, { ...entry, json })
     this.#publish(name, entry)
-    return true
   }
 
-  #run(name: string, source: Extract<SharedSource<unknown>, { compute: unknown }>): Promise<void> {
+  async #run(name: string, source: Extract<SharedSource<unknown>, { compute: unknown }>): Promise<void> {
     if (this.#running.has(name)) {
       this.#log.warn({ name }, 'shared compute still running from the previous tick, skipped')
       this.#schedule(name, source)
-      return Promise.resolve()
+      return
     }
     const timeoutMs = source.timeoutMs ?? Math.min(source.everyMs, MAX_COMPUTE_TIMEOUT_MS)
     const computing = (async () => source.compute())()
@@ -111,21 +115,19 @@ export class SharedStore {
       timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs)
       timer.unref()
     })
-    return Promise.race([computing, deadline]).then(
-      (value) => {
-        clearTimeout(timer)
-        if (!this.#stopped) this.#accept(name, value, 'compute')
-        this.#schedule(name, source)
-      },
-      (err: unknown) => {
-        clearTimeout(timer)
-        if (!this.#stopped) {
-          const error = new ShoalError(codes.SHOAL_ERR_COMPUTE_FAILED, `compute for shared value "${name}" failed`, { cause: err })
-          this.#log.error({ name, err: err instanceof Error ? err : String(err) }, `${error.message}, last good value kept`)
-        }
-        this.#schedule(name, source)
-      },
-    )
+    try {
+      const value = await Promise.race([computing, deadline])
+      if (!this.#stopped) this.#accept(name, value, 'compute')
+    } catch (err) {
+      if (!this.#stopped) {
+        const error = new ShoalError(codes.SHOAL_ERR_COMPUTE_FAILED, `compute for shared value "${name}" failed`, { cause: err })
+        this.#log.error({ name, err: err instanceof Error ? err : describe(err) }, `${error.message}, last good value kept`)
+      }
+    } finally {
+      // Every path, whatever happened above, keeps the source on its schedule.
+      clearTimeout(timer)
+      this.#schedule(name, source)
+    }
   }
 
   #schedule(name: string, source: Extract<SharedSource<unknown>, { compute: unknown }>): void {

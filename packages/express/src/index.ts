@@ -9,6 +9,7 @@ import {
   type ListenOptions,
   listen,
   runCluster,
+  validateAdapterOptions,
 } from '@shoal/core'
 import type { RequestHandler } from 'express'
 
@@ -41,10 +42,12 @@ export type ClusteredOptions = HealthRoutes
 /**
  * Gives every request `req.cluster`, and answers the opt-in readiness/liveness routes (readiness is
  * 503 with `Retry-After` while the worker drains). Draining itself (served with `Connection: close`,
- * never a 503) is done by `clusteredListen` on the server.
+ * never a 503) is done by `clusteredListen` on the server. A bad option (a path not starting with
+ * '/', an unknown key) throws `ShoalError` (SHOAL_ERR_INVALID_OPTION) here, at the call.
  * @example app.use(clustered({ readinessPath: '/readyz', livenessPath: '/livez' }))
  */
 export function clustered(options: ClusteredOptions = {}): RequestHandler {
+  validateAdapterOptions(options, ['readinessPath', 'livenessPath'])
   let exposed = false
   const routes = options.readinessPath !== undefined || options.livenessPath !== undefined ? options : undefined
   return function shoalClustered(req, res, next) {

@@ -10,6 +10,9 @@ import {
   readiness,
   runCluster,
   trackServer,
+  validateAdapterOptions,
+  WORKER_SIDE_NAMES,
+  type WorkerSideOptions,
   workerSideOptions,
 } from '@shoal/core'
 import type { FastifyInstance, FastifyListenOptions } from 'fastify'
@@ -29,18 +32,24 @@ declare module 'fastify' {
 export type { ClusterContext, ClusterHandle, ClusterOptions } from '@shoal/core'
 
 /** The opt-in health routes, and the drain options for an app started with a plain `app.listen()`. */
-export type ClusterPluginOptions = HealthRoutes &
-  Pick<ClusterOptions, 'shutdownTimeoutMs' | 'idleSocketGraceMs' | 'signals' | 'onShutdown' | 'readinessDelayMs'>
+export type ClusterPluginOptions = HealthRoutes & WorkerSideOptions
+
+const PLUGIN_OPTIONS = ['readinessPath', 'livenessPath', ...WORKER_SIDE_NAMES] as const
+/** What Fastify's `register` itself takes; it reaches the plugin along with its options. */
+const REGISTER_OPTIONS = ['prefix', 'logLevel', 'logSerializers']
 
 /**
  * Decorates `request.cluster` and `fastify.cluster` (getters over the worker's one context) and
  * hands the server to shoal's drain: on shutdown the server drains first (requests that reach it are
  * served with `Connection: close`), then `fastify.close()` runs the `onClose` hooks. Without
- * `clusteredListen`, a plain `app.listen()` gets the same SIGINT/SIGTERM handling.
+ * `clusteredListen`, a plain `app.listen()` gets the same SIGINT/SIGTERM handling. A bad option
+ * rejects the registration with `ShoalError` (SHOAL_ERR_INVALID_OPTION): the app does not start.
  * @example await app.register(clusterPlugin)
  */
 export const clusterPlugin = fp<ClusterPluginOptions>(
   async function shoalCluster(fastify, options) {
+    // Here, not in onListen: Fastify only logs an onListen error and serves without drain or signals.
+    validateAdapterOptions(options, PLUGIN_OPTIONS, REGISTER_OPTIONS)
     fastify.decorate('cluster', { getter: () => context })
     fastify.decorateRequest('cluster', { getter: () => context })
     const route = (path: string | undefined, answer: () => HealthReply) => {
