@@ -1,12 +1,12 @@
 import cluster, { type Worker } from 'node:cluster'
 import { EventEmitter } from 'node:events'
-import { errorMessage, unknownCommand } from './context.js'
+import { errorMessage } from './context.js'
+import { answerCommand } from './dispatch.js'
 import { codes, ShoalError } from './errors.js'
 import type { Logger } from './logger.js'
 import type { RequestHandler, ResolvedOptions } from './options.js'
 import { isShoalMessage, type PrimaryMessage, parseWorkerMessage, type WorkerMessage } from './protocol.js'
 import { ReloadQueue, replaceAll } from './reload.js'
-import { jsonProblem } from './serialize.js'
 import { SharedStore } from './shared.js'
 import { installPrimarySignals } from './signals.js'
 import { KILL_MARGIN_MS, SlotError, type SlotHost, SlotMachine, type SlotNote } from './slots.js'
@@ -415,28 +415,10 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   }
 
   async #answer(worker: Worker, id: number, cmd: string, payload: unknown): Promise<void> {
-    const reply = (message: PrimaryMessage) => this.#send(worker, message)
-    const slot = Number(this.#machine.workers().find((w) => w.key === worker.id)?.slot ?? -1)
-    const handler = this.#opts.handlers[cmd] ?? this.#builtins[cmd]
-    if (!handler) {
-      const err = unknownCommand(cmd)
-      reply({ shoal: 1, type: 'response', id, ok: false, error: { code: err.code, message: err.message } })
-      return
-    }
-    try {
-      const value = await handler(payload, { slot, workerId: worker.id, pid: worker.process.pid ?? -1 })
-      const problem = value === undefined ? null : jsonProblem(value)
-      if (problem) {
-        const message = `handler for "${cmd}" returned a value that cannot be sent: ${problem}`
-        this.#log.error({ cmd }, message)
-        reply({ shoal: 1, type: 'response', id, ok: false, error: { code: codes.SHOAL_ERR_NOT_SERIALIZABLE, message } })
-        return
-      }
-      reply({ shoal: 1, type: 'response', id, ok: true, value })
-    } catch (err) {
-      const message = `handler for "${cmd}" failed: ${errorMessage(err)}`
-      reply({ shoal: 1, type: 'response', id, ok: false, error: { code: codes.SHOAL_ERR_HANDLER_FAILED, message } })
-    }
+    const slot = this.#machine.workers().find((w) => w.key === worker.id)?.slot ?? -1
+    const info = { slot, workerId: worker.id, pid: worker.process.pid ?? -1 }
+    const answer = await answerCommand(this.#opts.handlers, this.#builtins, cmd, payload, info, this.#log)
+    this.#send(worker, { shoal: 1, type: 'response', id, ...answer })
   }
 
   #warnAboutDeadlines(): void {
