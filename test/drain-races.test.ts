@@ -1,4 +1,5 @@
-// Races at the edges of a drain, on raw sockets: pipelined requests, a header block that arrives slowly. Each is a request the client already sent, so losing it is a drop.
+// Races at the edges of a drain, on raw sockets: pipelined requests, a header block that arrives slowly,
+// cleanup after a missed deadline. Each is a request the client already sent, so losing it is a drop.
 import net from 'node:net'
 import { describe, expect, it } from 'vitest'
 import { Fixture, sleep } from './helpers/fixture.js'
@@ -136,5 +137,43 @@ describe('a request whose header block arrives slowly across the drain (regressi
     expect(await client.responses()).toEqual([])
     expect(Date.now() - t0).toBeGreaterThanOrEqual(1800)
     expect((await f.waitForExit()).code).toBe(1)
+  })
+})
+
+describe('cleanup after a missed drain deadline (regression: onShutdown got 0 ms and always failed)', () => {
+  it('single process: a hung request times the drain out, onShutdown still gets time to finish', async () => {
+    const { f, address } = await start({ WORKERS: '0', CLEANUP_MS: '300' }, { shutdownTimeoutMs: 1500 })
+    const hung = get(`${address}/hang`).catch((err: NodeJS.ErrnoException) => err.code)
+    await sleep(300)
+    f.signal('SIGINT')
+    expect((await f.waitForExit()).code).toBe(1) // the deadline was missed
+    expect(await hung).toBe('ECONNRESET')
+    expect(f.count('cleanup')).toBe(1)
+    expect(f.stderr).not.toContain('cleanup failed')
+  })
+
+  it('supervised worker: the cleanup finishes and the worker exits 1 on its own, before the primary’s SIGKILL', async () => {
+    const { f, address, pid } = await start({ WORKERS: '1', CLEANUP_MS: '300' }, { shutdownTimeoutMs: 1500 })
+    void get(`${address}/hang`).catch(() => {})
+    await sleep(300)
+    process.kill(pid, 'SIGTERM')
+    const exit = await f.event('exit', (e) => e.pid === pid)
+    expect(exit).toMatchObject({ code: 1, signal: null })
+    expect(f.count('cleanup', (e) => e.pid === pid)).toBe(1)
+  })
+
+  it('a cleanup that takes too long is cut at its budget, well inside the 2 s kill margin', async () => {
+    const { f, address } = await start({ WORKERS: '0', CLEANUP_MS: '20000' }, { shutdownTimeoutMs: 1500 })
+    void get(`${address}/hang`).catch(() => {})
+    await sleep(300)
+    const t0 = Date.now()
+    f.signal('SIGINT')
+    await f.event('cleanup-start')
+    expect((await f.waitForExit()).code).toBe(1)
+    const took = Date.now() - t0
+    expect(took).toBeGreaterThanOrEqual(1500 + 900) // the deadline, then about 1000 ms of cleanup
+    expect(took).toBeLessThan(1500 + 2000)
+    expect(f.count('cleanup')).toBe(0)
+    expect(f.stderr).toMatch(/cleanup failed/)
   })
 })

@@ -88,7 +88,9 @@ export interface ClusterOptions {
   signals?: boolean
   /**
    * How long a draining worker may take to finish in-flight requests before it closes every socket
-   * and exits 1. The primary SIGKILLs a worker still alive 2 s after this.
+   * and exits 1. Cleanup (`onShutdown`, the framework's close) then still gets at least
+   * min(1000, shutdownTimeoutMs) ms, so it can finish even after a missed deadline. The primary
+   * SIGKILLs a worker still alive 2 s after this.
    * @default 5000
    * @example shutdownTimeoutMs: 10_000
    */
@@ -143,7 +145,9 @@ export interface ClusterOptions {
    */
   handlers?: Record<string, RequestHandler>
   /**
-   * Cleanup run in each worker after its in-flight requests finished (DB pools, queues).
+   * Cleanup run in each worker after its in-flight requests finished (DB pools, queues). It may use
+   * what is left of `shutdownTimeoutMs`, and never gets less than min(1000, shutdownTimeoutMs) ms,
+   * even after the drain missed its deadline; past that it counts as failed (exit 1).
    * @default undefined
    * @example onShutdown: () => pool.end()
    */
@@ -177,6 +181,17 @@ export interface ClusterOptions {
    * @example readinessDelayMs: 5000
    */
   readinessDelayMs?: number
+  /**
+   * On an uncaught exception or unhandled rejection, a worker (or a single process) logs it with its
+   * stack, tells the primary, and drains like on a reload: it stops accepting, its other in-flight
+   * requests finish within `shutdownTimeoutMs`, then it exits 1 and the primary replaces it (counted
+   * as a crash). A second one while draining is only logged. Set `false` when the app installs its
+   * own `uncaughtException` / `unhandledRejection` handlers, or embeds shoal in a process that owns
+   * them: Node's default (or the app's handler) then applies.
+   * @default true
+   * @example drainOnUncaught: false
+   */
+  drainOnUncaught?: boolean
 }
 
 export interface ResolvedOptions {
@@ -198,6 +213,7 @@ export interface ResolvedOptions {
   heartbeat: { intervalMs: number; maxMissed: number } | false
   maxMemoryMb: number | undefined
   readinessDelayMs: number
+  drainOnUncaught: boolean
 }
 
 /** Every option `resolveOptions` knows; anything else is a typo and rejected by name. */
@@ -220,6 +236,7 @@ export const OPTION_NAMES: readonly (keyof ClusterOptions)[] = [
   'heartbeat',
   'maxMemoryMb',
   'readinessDelayMs',
+  'drainOnUncaught',
 ]
 const KNOWN = new Set<string>(OPTION_NAMES)
 
@@ -328,6 +345,9 @@ export function resolveOptions(input: unknown = {}): ResolvedOptions {
   }
   const o = input as ClusterOptions & Record<string, unknown>
   if (o.signals !== undefined && typeof o.signals !== 'boolean') throw invalidOption('signals', 'a boolean', o.signals)
+  if (o.drainOnUncaught !== undefined && typeof o.drainOnUncaught !== 'boolean') {
+    throw invalidOption('drainOnUncaught', 'a boolean', o.drainOnUncaught)
+  }
   if (o.logger !== undefined && !['text', 'json', 'silent'].includes(o.logger as string) && !isLogger(o.logger)) {
     throw invalidOption('logger', "a pino-compatible logger or 'text' | 'json' | 'silent'", o.logger)
   }
@@ -364,5 +384,6 @@ export function resolveOptions(input: unknown = {}): ResolvedOptions {
     heartbeat: resolveHeartbeat(o.heartbeat),
     maxMemoryMb: o.maxMemoryMb === undefined ? undefined : positiveInt('maxMemoryMb', o.maxMemoryMb, 0, 1_048_576),
     readinessDelayMs: durationMs('readinessDelayMs', o.readinessDelayMs, 0),
+    drainOnUncaught: o.drainOnUncaught ?? true,
   }
 }
