@@ -20,20 +20,42 @@ export interface ServerDrain {
   drain(options: DrainOptions): Promise<DrainResult>
 }
 
-/** The response Node is currently writing on a socket: what `http` itself uses to tell busy from idle. */
-type HttpSocket = Socket & { _httpMessage?: ServerResponse | null }
-type DrainingResponse = ServerResponse & { [kSocket]?: Socket }
+/**
+ * What `http` itself keeps on a socket, read only while draining: the response it is writing
+ * (`_httpMessage`), and its parser, whose `incoming` is the last request whose headers arrived and
+ * whose `duration()` is non-zero while a request is arriving (Node's own `closeIdleConnections` skips
+ * those sockets; zero once a request arrived in full).
+ */
+type HttpSocket = Socket & {
+  _httpMessage?: DrainingResponse | null
+  parser?: { incoming?: IncomingMessage | null; duration?: () => number } | null
+}
+/** `_last`: Node closes the socket once this response is written (it carries `Connection: close`). */
+type DrainingResponse = ServerResponse & { [kSocket]?: Socket; [kClosedByUs]?: boolean; _last?: boolean }
 
 const tracked = new WeakMap<Server, ServerDrain>()
 const kSocket = Symbol('shoal.socket')
+const kClosedByUs = Symbol('shoal.closedByUs')
 
 const busy = (socket: Socket): boolean => Boolean((socket as HttpSocket)._httpMessage)
+
+/** Bytes of a request have arrived and its headers are not complete yet: the socket is not idle. */
+const receiving = (socket: Socket): boolean => socket.bytesRead > 0 && ((socket as HttpSocket).parser?.duration?.() ?? 0) > 0
+
+/** No later request has arrived on the socket (pipelined), so this response may close it. */
+const lastOnSocket = (socket: Socket, res: ServerResponse): boolean => {
+  const latest = (socket as HttpSocket).parser?.incoming
+  return !latest || latest === res.req
+}
 
 /**
  * Tracks a server's connections so it can be drained without dropping a request: a request that
  * reaches a draining server is served, with `Connection: close`; a keep-alive socket is closed only
- * after it sat idle `idleSocketGraceMs` (a request may already be on the wire). Call before the server
- * listens; one tracker per server. Until `drain()`, the cost is one set entry per connection and
+ * after it sat idle `idleSocketGraceMs` (a request may already be on the wire), and a socket that has
+ * received part of a request is not idle (only the deadline cuts it). Requests pipelined on one socket
+ * are all answered, `Connection: close` on the last; one that arrives after a response that closes the
+ * socket was committed is never dispatched (RFC 9112 §9.6: the client retries it). Call before the
+ * server listens; one tracker per server. Until `drain()`, the cost is one set entry per connection and
  * nothing per request: busy or idle is read off the socket when draining starts.
  */
 export function trackServer(server: Server): ServerDrain {
@@ -48,6 +70,7 @@ export function trackServer(server: Server): ServerDrain {
   // Only while draining:
   const idleSince = new Map<Socket, number>()
   const timers = new Map<Socket, NodeJS.Timeout>()
+  const lastResponse = new Map<Socket, DrainingResponse>()
 
   const closeWhenIdle = (socket: Socket): void => {
     clearTimeout(timers.get(socket))
@@ -57,7 +80,8 @@ export function trackServer(server: Server): ServerDrain {
     const idleFor = Date.now() - Math.max(idleSince.get(socket) ?? 0, drainStartedAt)
     const timer = setTimeout(
       () => {
-        if (!busy(socket)) socket.destroy()
+        // A request still arriving (slow headers) is served once complete; only the deadline cuts it.
+        if (!busy(socket) && !receiving(socket)) socket.destroy()
       },
       Math.max(0, graceMs - idleFor),
     )
@@ -68,14 +92,42 @@ export function trackServer(server: Server): ServerDrain {
   function onResponseClose(this: DrainingResponse): void {
     const socket = this[kSocket]
     if (!socket) return
+    // A request pipelined before the drain now has the socket: follow it too.
+    const next = (socket as HttpSocket)._httpMessage
+    if (next && next !== this) {
+      follow(next, socket)
+      return
+    }
     idleSince.set(socket, Date.now())
     closeWhenIdle(socket)
   }
 
+  /** Every response while draining: closes the socket after it, unless a later request is already queued behind it. */
   const follow = (res: DrainingResponse, socket: Socket): void => {
-    if (!res.headersSent) res.setHeader('Connection', 'close')
+    if (res[kSocket]) return
     res[kSocket] = socket
+    if (!res.headersSent && lastOnSocket(socket, res)) {
+      res.setHeader('Connection', 'close')
+      res[kClosedByUs] = true
+    }
     res.on('close', onResponseClose)
+  }
+
+  /** A request reaching the draining server: dispatched (and followed), or dropped unseen if it could not be answered. */
+  const admit = (req: IncomingMessage, res: DrainingResponse): boolean => {
+    const socket = req.socket
+    clearTimeout(timers.get(socket))
+    const previous = lastResponse.get(socket)
+    // The socket closes after a response already sent with `Connection: close`: this one's answer would be lost.
+    if (previous?.headersSent && previous._last) return false
+    // Pipelined behind a response not yet sent: that one keeps the socket open, this one closes it.
+    if (previous?.[kClosedByUs] && !previous.headersSent) {
+      previous.setHeader('Connection', 'keep-alive')
+      previous[kClosedByUs] = false
+    }
+    lastResponse.set(socket, res)
+    follow(res, socket)
+    return true
   }
 
   // TLS: the socket requests run on is the one from 'secureConnection'.
@@ -86,6 +138,7 @@ export function trackServer(server: Server): ServerDrain {
       clearTimeout(timers.get(socket))
       timers.delete(socket)
       idleSince.delete(socket)
+      lastResponse.delete(socket)
     })
     // A connection handed over while draining still gets its request served (with Connection: close).
     if (closing) closeWhenIdle(socket)
@@ -96,15 +149,19 @@ export function trackServer(server: Server): ServerDrain {
       closing = true
       drainStartedAt = Date.now()
       graceMs = options.idleSocketGraceMs
-      // From now on every request is followed; before, none was (no per-request cost while serving).
-      server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
-        clearTimeout(timers.get(req.socket))
-        follow(res, req.socket)
-      })
+      // From now on every request passes `admit` before the app sees it; before, none did (no
+      // per-request cost while serving). Overriding `emit` is the one way to not dispatch a request.
+      const emit = server.emit
+      server.emit = function (this: Server, event: string | symbol, ...args: unknown[]): boolean {
+        if (event === 'request' && !admit(args[0] as IncomingMessage, args[1] as DrainingResponse)) return false
+        return Reflect.apply(emit, this, [event, ...args]) as boolean
+      } as Server['emit']
       for (const socket of sockets) {
         const current = (socket as HttpSocket)._httpMessage
-        if (current) follow(current, socket)
-        else closeWhenIdle(socket)
+        if (current) {
+          lastResponse.set(socket, current)
+          follow(current, socket)
+        } else closeWhenIdle(socket)
       }
 
       const deadline = setTimeout(() => {

@@ -23,6 +23,7 @@ describe('resolveOptions', () => {
       restartBackoff: { minMs: 250, maxMs: 30_000, healthyAfterMs: 30_000 },
       crashLoop: { maxCrashes: 10, windowMs: 60_000 },
       reloadConcurrency: 1,
+      drainOnUncaught: true,
     })
     expect(resolveOptions({ workers: 'auto' }).workers).toBeGreaterThanOrEqual(1)
     expect(resolveOptions({ workers: 0 }).workers).toBe(0)
@@ -35,6 +36,7 @@ describe('resolveOptions', () => {
     [{ shutdownTimeoutMs: -5 }, 'Expected `shutdownTimeoutMs` to be an integer number of milliseconds ≥ 1, got `-5`'],
     [{ readyTimeoutMs: 'soon' }, '`readyTimeoutMs`'],
     [{ signals: 'yes' }, 'Expected `signals` to be a boolean'],
+    [{ drainOnUncaught: 'no' }, 'Expected `drainOnUncaught` to be a boolean, got `"no"`'],
     [{ exec: 42 }, 'Expected `exec` to be a file: URL or a path, got `42`'],
     [{ restartBackoff: { minMs: 1000, maxMs: 10 } }, '`restartBackoff.maxMs`'],
     [{ crashLoop: { maxCrashes: 0 } }, 'Expected `crashLoop.maxCrashes` to be a positive integer, got `0`'],

@@ -89,7 +89,9 @@ export interface ClusterOptions {
   signals?: boolean
   /**
    * How long a draining worker may take to finish in-flight requests before it closes every socket
-   * and exits 1. The primary SIGKILLs a worker still alive 2 s after this.
+   * and exits 1. Cleanup (`onShutdown`, the framework's close) then still gets at least
+   * min(1000, shutdownTimeoutMs) ms, so it can finish even after a missed deadline. The primary
+   * SIGKILLs a worker still alive 2 s after this.
    * @default 5000
    * @example shutdownTimeoutMs: 10_000
    */
@@ -144,7 +146,9 @@ export interface ClusterOptions {
    */
   handlers?: Record<string, RequestHandler>
   /**
-   * Cleanup run in each worker after its in-flight requests finished (DB pools, queues).
+   * Cleanup run in each worker after its in-flight requests finished (DB pools, queues). It may use
+   * what is left of `shutdownTimeoutMs`, and never gets less than min(1000, shutdownTimeoutMs) ms,
+   * even after the drain missed its deadline; past that it counts as failed (exit 1).
    * @default undefined
    * @example onShutdown: () => pool.end()
    */
@@ -178,6 +182,17 @@ export interface ClusterOptions {
    * @example readinessDelayMs: 5000
    */
   readinessDelayMs?: number
+  /**
+   * On an uncaught exception or unhandled rejection, a worker (or a single process) logs it with its
+   * stack, tells the primary, and drains like on a reload: it stops accepting, its other in-flight
+   * requests finish within `shutdownTimeoutMs`, then it exits 1 and the primary replaces it (counted
+   * as a crash). A second one while draining is only logged. Set `false` when the app installs its
+   * own `uncaughtException` / `unhandledRejection` handlers, or embeds shoal in a process that owns
+   * them: Node's default (or the app's handler) then applies.
+   * @default true
+   * @example drainOnUncaught: false
+   */
+  drainOnUncaught?: boolean
 }
 
 export interface ResolvedOptions {
@@ -199,6 +214,7 @@ export interface ResolvedOptions {
   heartbeat: { intervalMs: number; maxMissed: number } | false
   maxMemoryMb: number | undefined
   readinessDelayMs: number
+  drainOnUncaught: boolean
 }
 
 /** Every option `resolveOptions` knows; anything else is a typo and rejected by name. */
@@ -221,6 +237,7 @@ export const OPTION_NAMES: readonly (keyof ClusterOptions)[] = [
   'heartbeat',
   'maxMemoryMb',
   'readinessDelayMs',
+  'drainOnUncaught',
 ]
 const KNOWN = new Set<string>(OPTION_NAMES)
 
@@ -322,12 +339,23 @@ function resolveHeartbeat(value: unknown): ResolvedOptions['heartbeat'] {
 }
 
 /** The options that shape a worker's (or a single process's) drain, which the adapters also take. */
-export const WORKER_SIDE_NAMES = ['shutdownTimeoutMs', 'idleSocketGraceMs', 'onShutdown', 'logger', 'signals', 'readinessDelayMs'] as const
+export const WORKER_SIDE_NAMES = [
+  'shutdownTimeoutMs',
+  'idleSocketGraceMs',
+  'onShutdown',
+  'logger',
+  'signals',
+  'readinessDelayMs',
+  'drainOnUncaught',
+] as const
 
 type WorkerSideName = (typeof WORKER_SIDE_NAMES)[number]
 
 function resolveWorkerSide(o: Record<string, unknown>): Pick<ResolvedOptions, WorkerSideName> {
   if (o.signals !== undefined && typeof o.signals !== 'boolean') throw invalidOption('signals', 'a boolean', o.signals)
+  if (o.drainOnUncaught !== undefined && typeof o.drainOnUncaught !== 'boolean') {
+    throw invalidOption('drainOnUncaught', 'a boolean', o.drainOnUncaught)
+  }
   if (o.logger !== undefined && !['text', 'json', 'silent'].includes(o.logger as string) && !isLogger(o.logger)) {
     throw invalidOption('logger', "a pino-compatible logger or 'text' | 'json' | 'silent'", o.logger)
   }
@@ -339,6 +367,7 @@ function resolveWorkerSide(o: Record<string, unknown>): Pick<ResolvedOptions, Wo
     shutdownTimeoutMs: durationMs('shutdownTimeoutMs', o.shutdownTimeoutMs, 5000, { min: 1 }),
     idleSocketGraceMs: durationMs('idleSocketGraceMs', o.idleSocketGraceMs, 500),
     readinessDelayMs: durationMs('readinessDelayMs', o.readinessDelayMs, 0),
+    drainOnUncaught: (o.drainOnUncaught as boolean | undefined) ?? true,
   }
 }
 
@@ -412,5 +441,6 @@ export function resolveOptions(input: unknown = {}): ResolvedOptions {
     heartbeat: resolveHeartbeat(o.heartbeat),
     maxMemoryMb: o.maxMemoryMb === undefined ? undefined : positiveInt('maxMemoryMb', o.maxMemoryMb, 0, 1_048_576),
     readinessDelayMs: side.readinessDelayMs,
+    drainOnUncaught: side.drainOnUncaught,
   }
 }

@@ -3,10 +3,10 @@ import type { Server } from 'node:http'
 import { pathToFileURL } from 'node:url'
 import { errorMessage, runLocally, sharedReady, supervised } from './context.js'
 import { codes, ShoalError } from './errors.js'
-import { type ClusterOptions, type ResolvedOptions, resolveOptions } from './options.js'
+import { type ClusterOptions, type ResolvedOptions, resolveOptions, WORKER_SIDE_NAMES } from './options.js'
 import { Primary } from './primary.js'
 import { SharedStore } from './shared.js'
-import { attachServer, formatAddress, reportFatal, reportReady, shutdownWorker } from './worker.js'
+import { attachServer, failBoot, formatAddress, reportReady, shutdownWorker } from './worker.js'
 
 /** What `runCluster` / `clusteredListen` resolve to in a worker, or in a single process (`workers: 0`). */
 export interface WorkerHandle {
@@ -14,7 +14,7 @@ export interface WorkerHandle {
   readonly role: 'worker' | 'single'
   /** Where the server listens, e.g. `http://127.0.0.1:3000`. */
   readonly address: string
-  /** Drains this process's server, runs cleanup hooks, and exits the process. */
+  /** Drains this process's server, runs cleanup hooks, and exits the process (0 when all finished in time, else 1). */
   close(): Promise<never>
 }
 
@@ -79,6 +79,7 @@ async function serveMain(main: WorkerMain, opts: ResolvedOptions): Promise<Worke
     idleSocketGraceMs: opts.idleSocketGraceMs,
     signals: opts.signals,
     readinessDelayMs: opts.readinessDelayMs,
+    drainOnUncaught: opts.drainOnUncaught,
     logger: opts.logger,
     close: main.close,
     onShutdown: opts.onShutdown,
@@ -87,12 +88,8 @@ async function serveMain(main: WorkerMain, opts: ResolvedOptions): Promise<Worke
     await main.listen()
   } catch (err) {
     const error = new ShoalError(codes.SHOAL_ERR_LISTEN, `could not listen: ${errorMessage(err)}`, { cause: err })
-    if (supervised) {
-      // A worker that cannot listen is a failed boot: say why, exit, and let the primary count it.
-      opts.logger.error({ err, pid: process.pid }, error.message)
-      reportFatal(error.message)
-      process.exit(1)
-    }
+    // A worker that cannot listen is a failed boot: the worker's owner says why, exits, and the primary counts it.
+    if (supervised) failBoot(error)
     throw error
   }
   const address = formatAddress(main.server.address())
@@ -120,16 +117,14 @@ export function listen(server: Server, options: ListenOptions): Promise<void> {
   })
 }
 
-const WORKER_SIDE = ['shutdownTimeoutMs', 'idleSocketGraceMs', 'onShutdown', 'logger', 'signals', 'readinessDelayMs'] as const
-
 /** The options that shape a worker's (or a single process's) drain: what `serve` and `attachToServer` take. */
-export type WorkerSideOptions = Pick<ClusterOptions, (typeof WORKER_SIDE)[number]>
+export type WorkerSideOptions = Pick<ClusterOptions, (typeof WORKER_SIDE_NAMES)[number]>
 
 /** Picks the worker-side options out of a larger object (cluster options, a plugin's options). */
 export function workerSideOptions(options: object): WorkerSideOptions {
   const source = options as Record<string, unknown>
   const out: Record<string, unknown> = {}
-  for (const key of WORKER_SIDE) if (source[key] !== undefined) out[key] = source[key]
+  for (const key of WORKER_SIDE_NAMES) if (source[key] !== undefined) out[key] = source[key]
   return out as WorkerSideOptions
 }
 
@@ -145,6 +140,7 @@ export function attachToServer(server: Server, options: WorkerSideOptions = {}, 
     idleSocketGraceMs: opts.idleSocketGraceMs,
     signals: opts.signals,
     readinessDelayMs: opts.readinessDelayMs,
+    drainOnUncaught: opts.drainOnUncaught,
     logger: opts.logger,
     close,
     onShutdown: opts.onShutdown,

@@ -1,11 +1,12 @@
 /**
  * The worker's lifecycle: attach servers for graceful drain, answer the primary (shutdown, ping,
- * readiness), report ready, and exit with a code that says whether everything drained in time.
+ * readiness), report ready, and exit. This module is the one place that ends the process (`exit`):
+ * the drain, the adapters and `run.ts` resolve to outcomes and leave the exit code to it.
  */
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
-import { applyShared, getLogger, send, setLogger, settleResponse, sharedArrived, supervised } from './context.js'
+import { applyShared, context, getLogger, send, setLogger, settleResponse, sharedArrived, supervised } from './context.js'
 import { trackServer } from './drain.js'
 import type { Logger } from './logger.js'
 import { type PrimaryMessage, parsePrimaryMessage } from './protocol.js'
@@ -17,6 +18,8 @@ export interface AttachOptions {
   signals: boolean
   /** Without a primary: how long readiness is 503 before the drain starts. */
   readinessDelayMs: number
+  /** An uncaught exception or unhandled rejection drains this process and exits 1. */
+  drainOnUncaught: boolean
   logger: Logger
   /** The framework's own close (fastify.close), after the server drained. */
   close?: (() => Promise<void>) | undefined
@@ -28,40 +31,109 @@ interface Attached {
   options: AttachOptions
 }
 
+/** How a drain ended: what the exit code is made of. */
+export interface DrainOutcome {
+  /** Every server finished its in-flight requests before the deadline. */
+  drained: boolean
+  /** Every cleanup hook (the framework's close, `onShutdown`) finished in its time. */
+  cleanedUp: boolean
+  /** An uncaught exception or unhandled rejection started the drain, or happened during it. */
+  fatal: boolean
+}
+
+/**
+ * The least time cleanup hooks get, even after a drain that used up its whole deadline: a pool's
+ * `end()` needs a moment, and 0 ms only ever reports failure. 1 s fits inside the primary's 2 s
+ * SIGKILL margin with a second to spare for exiting on a loaded machine; a deadline shorter than
+ * that caps it (a 100 ms drain does not get a 1 s cleanup).
+ */
+export const CLEANUP_BUDGET_MS = 1000
+
+export function cleanupBudgetMs(shutdownTimeoutMs: number): number {
+  return Math.min(CLEANUP_BUDGET_MS, shutdownTimeoutMs)
+}
+
+/** 0 only when everything drained and cleaned up in time and nothing was uncaught. */
+export function exitCodeFor(outcome: DrainOutcome): 0 | 1 {
+  return outcome.drained && outcome.cleanedUp && !outcome.fatal ? 0 : 1
+}
+
 const attached: Attached[] = []
-let shutdownPromise: Promise<never> | undefined
+let drainPromise: Promise<DrainOutcome> | undefined
+let exitPromise: Promise<never> | undefined
+let uncaughtDuringDrain = false
 let signalsInstalled = false
+let uncaughtInstalled = false
+
+/** The one place shoal ends a worker or a single process. */
+function exit(code: number): never {
+  process.exit(code)
+}
 
 /**
  * Drains every attached server (in-flight requests finish), then runs the framework's close and the
- * app's cleanup, then exits: 0 when everything finished in time, 1 otherwise. Idempotent.
+ * app's cleanup, and makes sure no connection is still on its way from the primary. Resolves to the
+ * outcome; never exits. Idempotent: the first call's reason and deadline win.
  */
-export function shutdownWorker(reason: string, deadlineMs?: number): Promise<never> {
-  shutdownPromise ??= (async () => {
+export function drainWorker(reason: string, { deadlineMs, fatal = false }: { deadlineMs?: number | undefined; fatal?: boolean } = {}) {
+  drainPromise ??= (async (): Promise<DrainOutcome> => {
     // The primary's deadline wins: it is the one that SIGKILLs after it.
     if (deadlineMs !== undefined) for (const a of attached) a.options = { ...a.options, shutdownTimeoutMs: deadlineMs }
-    send({ shoal: 1, type: 'draining', deadlineMs: attached[0]?.options.shutdownTimeoutMs ?? 0, fatal: false })
+    const timeoutMs = Math.max(0, ...attached.map((a) => a.options.shutdownTimeoutMs))
+    send({ shoal: 1, type: 'draining', deadlineMs: timeoutMs, fatal })
     const started = Date.now()
-    const first = attached[0]?.options
-    if (first) first.logger.debug({ reason, pid: process.pid }, 'draining')
-    const results = await Promise.all(attached.map(({ server, options }) => trackServer(server).drain(options)))
-    let code = results.every((r) => r === 'drained') ? 0 : 1
+    getLogger().debug({ reason, pid: process.pid }, 'draining')
+    const drains = attached.map(({ server, options }) => trackServer(server).drain(options))
+    // Every server stopped listening just now; the primary may still have connections on their way here.
+    const synced = syncWithPrimary(timeoutMs)
+    const drained = (await Promise.all(drains)).every((r) => r === 'drained')
+    // Cleanup gets what is left of the deadline, and never less than its budget.
+    const cleanupUntil = Math.max(started + timeoutMs, Date.now() + cleanupBudgetMs(timeoutMs))
+    let cleanedUp = true
     for (const { options } of attached) {
-      const left = Math.max(0, options.shutdownTimeoutMs - (Date.now() - started))
       for (const hook of [options.close, options.onShutdown]) {
         if (!hook) continue
         try {
-          await withDeadline(Promise.resolve().then(hook), left)
+          await withDeadline(Promise.resolve().then(hook), Math.max(0, cleanupUntil - Date.now()))
         } catch (err) {
-          code = 1
+          cleanedUp = false
           options.logger.error({ err, pid: process.pid }, 'cleanup failed during shutdown')
         }
       }
     }
-    if (code !== 0) first?.logger.warn({ reason, pid: process.pid }, 'shutdown deadline passed, closed remaining connections')
-    process.exit(code)
+    await synced
+    if (!drained) getLogger().warn({ reason, pid: process.pid }, 'shutdown deadline passed, closed remaining connections')
+    return { drained, cleanedUp, fatal: fatal || uncaughtDuringDrain }
   })()
-  return shutdownPromise
+  return drainPromise
+}
+
+/**
+ * A draining worker's last round trip, bounded by its deadline. IPC is ordered: once the primary
+ * answers, every connection it handed over before it saw this worker stop listening has been read
+ * here, and answered `accepted: false` by node:cluster so the primary hands it to another worker. A
+ * worker that exits before reading one leaves its client hanging forever (nodejs/node#21746).
+ */
+async function syncWithPrimary(timeoutMs: number): Promise<void> {
+  if (!supervised || !process.connected) return
+  try {
+    await context.request('shoal:sync', undefined, { timeoutMs: Math.max(1, timeoutMs) })
+  } catch (err) {
+    getLogger().warn({ err, pid: process.pid }, 'the primary did not answer the drain sync; exiting anyway')
+  }
+}
+
+/** Drains (`drainWorker`), then exits: 0 when everything finished in time, 1 otherwise. Idempotent. */
+export function shutdownWorker(reason: string, options: { deadlineMs?: number | undefined; fatal?: boolean } = {}): Promise<never> {
+  exitPromise ??= drainWorker(reason, options).then((outcome) => exit(exitCodeFor(outcome)))
+  return exitPromise
+}
+
+/** A worker that could not boot (listen failed): say why, tell the primary (it counts a failed boot), exit 1. */
+export function failBoot(error: Error): never {
+  getLogger().error({ err: error, pid: process.pid }, error.message)
+  reportFatal(error.message)
+  return exit(1)
 }
 
 function withDeadline(promise: Promise<unknown>, ms: number): Promise<unknown> {
@@ -73,6 +145,34 @@ function withDeadline(promise: Promise<unknown>, ms: number): Promise<unknown> {
   return Promise.race([promise, deadline]).finally(() => clearTimeout(timer))
 }
 
+function stackOf(err: unknown): string {
+  return err instanceof Error ? (err.stack ?? err.message) : String(err)
+}
+
+/**
+ * One request's bug must not reset every other request of this process: log it, tell the primary,
+ * drain like a reload (fatal, so exit 1), and let the primary replace this worker. Once draining,
+ * a further one is only logged; it makes the exit code 1.
+ */
+function onUncaught(what: 'uncaught exception' | 'unhandled rejection', err: unknown): void {
+  const fields = { pid: process.pid, slot: context.slot, err }
+  if (drainPromise) {
+    uncaughtDuringDrain = true
+    getLogger().error(fields, `${what} while draining`)
+    return
+  }
+  getLogger().error(fields, `${what}, draining and exiting 1`)
+  reportFatal(stackOf(err))
+  void shutdownWorker(what, { fatal: true })
+}
+
+function installUncaughtHandlers(): void {
+  if (uncaughtInstalled) return
+  uncaughtInstalled = true
+  process.on('uncaughtException', (err) => onUncaught('uncaught exception', err))
+  process.on('unhandledRejection', (reason) => onUncaught('unhandled rejection', reason))
+}
+
 function installStandaloneSignals(readinessDelayMs: number): void {
   if (signalsInstalled) return
   signalsInstalled = true
@@ -81,7 +181,7 @@ function installStandaloneSignals(readinessDelayMs: number): void {
     process.on(signal, () => {
       if (received) {
         getLogger().warn({ signal }, 'second signal, exiting now')
-        process.exit(signal === 'SIGINT' ? 130 : 143)
+        exit(signal === 'SIGINT' ? 130 : 143)
       }
       received = true
       markUnready()
@@ -102,17 +202,18 @@ export function attachServer(server: Server, options: AttachOptions): void {
   attached.push({ server, options })
   setLogger(options.logger)
   if (!supervised && options.signals) installStandaloneSignals(options.readinessDelayMs)
+  if (options.drainOnUncaught) installUncaughtHandlers()
 }
 
 export function isDraining(): boolean {
-  return shutdownPromise !== undefined
+  return drainPromise !== undefined
 }
 
 let unready = false
 
 /** False once this worker drains, or the cluster told it to stop taking traffic (readiness delay). */
 export function isReady(): boolean {
-  return !unready && shutdownPromise === undefined
+  return !unready && drainPromise === undefined
 }
 
 /** Readiness turns 503 now; the listener stays open (an orchestrator is moving traffic away). */
@@ -159,8 +260,8 @@ function onPrimaryMessage(raw: unknown): void {
       applyShared(message.name, message.entry)
       return
     case 'shutdown':
-      if (attached.length === 0) process.exit(0)
-      void shutdownWorker(message.reason, message.shutdownTimeoutMs)
+      if (attached.length === 0) exit(0)
+      void shutdownWorker(message.reason, { deadlineMs: message.shutdownTimeoutMs })
       return
     case 'response':
       settleResponse(message)
@@ -182,11 +283,13 @@ if (supervised) {
   process.on('SIGINT', () => {})
   // A SIGTERM aimed at this worker alone drains it; the primary replaces it.
   process.on('SIGTERM', () => {
-    if (attached.length === 0) process.exit(0)
+    if (attached.length === 0) exit(0)
     void shutdownWorker('SIGTERM')
   })
+  // Without shoal's own handlers (drainOnUncaught: false), Node or the app's handler decides; the
+  // primary still learns why the worker is likely about to die.
   process.on('uncaughtExceptionMonitor', (err) => {
-    send({ shoal: 1, type: 'fatal', message: err instanceof Error ? (err.stack ?? err.message) : String(err) })
+    if (!uncaughtInstalled) reportFatal(stackOf(err))
   })
   send({ shoal: 1, type: 'hello' })
 }
