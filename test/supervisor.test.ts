@@ -3,7 +3,7 @@
 // the same behaviour end to end.
 import { describe, expect, it } from 'vitest'
 import { Fixture, isAlive, sleep } from './helpers/fixture.js'
-import { get } from './helpers/http.js'
+import { get, type Reply } from './helpers/http.js'
 
 interface Status {
   target: number
@@ -73,6 +73,34 @@ describe('supervisor races', () => {
     expect((await statusOf(f)).workers.map((w) => w.pid).sort()).toEqual(status.workers.map((w) => w.pid).sort())
     f.signal('SIGTERM')
     expect((await f.waitForExit()).code).toBe(0)
+  })
+
+  it('SIGTERM to the only worker: its replacement is ready before it stops accepting, so no connection is refused', async () => {
+    const { f, status, address } = await start({ WORKERS: '1' })
+    const victim = status.workers[0] as Status['workers'][number]
+    // A new connection per request (what nginx and `ab` without -k do), back to back until stopped.
+    const errors: string[] = []
+    const served = new Set<number>()
+    let stop = false
+    const client = (async () => {
+      for (let i = 0; i < 20_000 && !stop; i++) {
+        const reply: Reply | string = await get(`${address}/`, false, 5000).catch((e: NodeJS.ErrnoException) => e.code ?? e.message)
+        if (typeof reply === 'string') errors.push(reply)
+        else served.add(reply.json<{ pid: number }>().pid)
+      }
+    })()
+    await sleep(300)
+    process.kill(victim.pid, 'SIGTERM')
+    const exit = await f.event('exit', (e) => e.pid === victim.pid, 1, 30_000)
+    await sleep(300)
+    stop = true
+    await client
+    expect(errors).toEqual([])
+    expect(exit).toMatchObject({ code: 0, planned: true })
+    const fresh = (await statusOf(f)).workers
+    expect(fresh).toHaveLength(1)
+    expect(served.has(fresh[0]?.pid as number)).toBe(true)
+    expect(f.count('restart-scheduled')).toBe(0)
   })
 
   it('start() twice forks each slot once and installs the signal handlers once', async () => {

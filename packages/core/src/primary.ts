@@ -268,7 +268,13 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   }
 
   #fork(slot: number, generation: number): { key: number; pid: number | undefined } {
-    const worker = cluster.fork({ ...this.#opts.env, SHOAL_WORKER_INDEX: String(slot), SHOAL_GENERATION: String(generation) })
+    const worker = cluster.fork({
+      ...this.#opts.env,
+      SHOAL_WORKER_INDEX: String(slot),
+      SHOAL_GENERATION: String(generation),
+      // How long a handover (SIGTERM to a worker) may wait for the primary's answer.
+      SHOAL_READY_TIMEOUT_MS: String(this.#opts.readyTimeoutMs),
+    })
     const key = worker.id
     this.#processes.set(key, worker)
     worker.on('message', (message: unknown) => this.#onMessage(key, message))

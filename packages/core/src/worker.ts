@@ -281,10 +281,23 @@ if (supervised) {
   process.on('message', onPrimaryMessage)
   // Ctrl+C reaches the whole process group; the primary coordinates the shutdown over IPC, once.
   process.on('SIGINT', () => {})
-  // A SIGTERM aimed at this worker alone drains it; the primary replaces it.
+  // A SIGTERM aimed at this worker alone: it asks the primary for its replacement first and keeps
+  // serving (readiness 503) until that one is ready, then gets the usual shutdown message — so even
+  // a single worker's port never refuses a connection. On any other answer, or none, or a second
+  // SIGTERM, it drains by itself. The primary answers within its readyTimeoutMs.
+  let handover: Promise<unknown> | undefined
   process.on('SIGTERM', () => {
     if (attached.length === 0) exit(0)
-    void shutdownWorker('SIGTERM')
+    if (handover) {
+      void shutdownWorker('SIGTERM')
+      return
+    }
+    markUnready()
+    const timeoutMs = Number(process.env.SHOAL_READY_TIMEOUT_MS ?? 30_000) + 5000
+    handover = context
+      .request('shoal:replace-me', undefined, { timeoutMs })
+      .catch(() => {})
+      .then(() => shutdownWorker('SIGTERM'))
   })
   // Without shoal's own handlers (drainOnUncaught: false), Node or the app's handler decides; the
   // primary still learns why the worker is likely about to die.
