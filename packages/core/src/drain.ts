@@ -22,14 +22,14 @@ export interface ServerDrain {
 
 /**
  * What `http` itself keeps on a socket, read only while draining: the response it is writing
- * (`_httpMessage`), and its parser, whose `incoming` is the last request whose headers arrived and
- * whose `duration()` is non-zero while a request is arriving (Node's own `closeIdleConnections` skips
- * those sockets; zero once a request arrived in full).
+ * (`_httpMessage`), and its parser, whose `incoming` is the last request whose headers arrived.
  */
 type HttpSocket = Socket & {
   _httpMessage?: DrainingResponse | null
-  parser?: { incoming?: IncomingMessage | null; duration?: () => number } | null
+  parser?: { incoming?: IncomingMessage | null } | null
 }
+/** Node's own list of a server's connections (Node ≥ 18.14), what `closeIdleConnections` reads. */
+type ConnectionsList = { active(): { socket?: Socket }[] }
 /** `_last`: Node closes the socket once this response is written (it carries `Connection: close`). */
 type DrainingResponse = ServerResponse & { [kSocket]?: Socket; [kClosedByUs]?: boolean; _last?: boolean }
 
@@ -39,8 +39,19 @@ const kClosedByUs = Symbol('shoal.closedByUs')
 
 const busy = (socket: Socket): boolean => Boolean((socket as HttpSocket)._httpMessage)
 
-/** Bytes of a request have arrived and its headers are not complete yet: the socket is not idle. */
-const receiving = (socket: Socket): boolean => socket.bytesRead > 0 && ((socket as HttpSocket).parser?.duration?.() ?? 0) > 0
+/**
+ * The sockets on which a request has begun to arrive and is not complete yet: not idle. Node's
+ * connections list marks a parser active from a message's first byte until it completed (and from a
+ * connection's start, for headersTimeout: a socket that never sent a byte is not receiving).
+ * Node 24 dropped the parser's `duration()`; the list is the same on every version we support.
+ */
+function receivingSockets(server: Server): Set<Socket> {
+  const key = Object.getOwnPropertySymbols(server).find((s) => s.description === 'http.server.connections')
+  const list = key ? ((server as unknown as Record<symbol, ConnectionsList | undefined>)[key] ?? undefined) : undefined
+  const out = new Set<Socket>()
+  for (const parser of list?.active() ?? []) if (parser.socket && parser.socket.bytesRead > 0) out.add(parser.socket)
+  return out
+}
 
 /** No later request has arrived on the socket (pipelined), so this response may close it. */
 const lastOnSocket = (socket: Socket, res: ServerResponse): boolean => {
@@ -81,7 +92,7 @@ export function trackServer(server: Server): ServerDrain {
     const timer = setTimeout(
       () => {
         // A request still arriving (slow headers) is served once complete; only the deadline cuts it.
-        if (!busy(socket) && !receiving(socket)) socket.destroy()
+        if (!busy(socket) && !receivingSockets(server).has(socket)) socket.destroy()
       },
       Math.max(0, graceMs - idleFor),
     )
