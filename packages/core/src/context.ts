@@ -3,12 +3,14 @@
  * snapshot, and requests to the primary. Without a primary, the same API is served in-process.
  */
 import cluster from 'node:cluster'
+import { setMaxListeners } from 'node:events'
 import { answerCommand, type CommandAnswer } from './dispatch.js'
 import { codes, ShoalError, type ShoalErrorCode } from './errors.js'
 import { type Logger, textLogger } from './logger.js'
 import type { RequestHandler, SharedSnapshot } from './options.js'
 import type { PrimaryMessage, SharedEntry, WorkerMessage } from './protocol.js'
 import { deepFreeze, encodeJson } from './serialize.js'
+import type { DrainReason } from './upgrade.js'
 
 // Kept importable from here for the modules that always did.
 export { unknownCommand } from './dispatch.js'
@@ -37,6 +39,17 @@ export interface ClusterContext {
    * command, handler error, a payload or result that cannot cross IPC, or a closed IPC channel.
    */
   request<T = unknown>(cmd: string, payload?: unknown, options?: RequestOptions): Promise<T>
+  /**
+   * Aborts when this worker starts draining, with `reason` `'reload'` (it is being replaced while the
+   * cluster keeps running: a rolling reload, the memory ceiling, a SIGTERM to this worker, an uncaught
+   * exception) or `'shutdown'` (the cluster, or a single process, is stopping). Long-lived responses
+   * (server-sent events, long polls, streams) listen to it and end cleanly, telling the client to
+   * reconnect, instead of being cut at the deadline. Pass it to `fetch`, `setTimeout` of
+   * `node:timers/promises`, `stream.pipeline`, or remove your listener when the response closes.
+   * @example
+   * req.cluster.draining.addEventListener('abort', () => res.end('event: reconnect\ndata: {}\n\n'), { once: true })
+   */
+  readonly draining: AbortSignal
 }
 
 export type SharedListener = (name: string, snapshot: SharedSnapshot) => void
@@ -141,6 +154,15 @@ function rejectPending(): void {
 
 if (supervised) process.on('disconnect', rejectPending)
 
+const drainController = new AbortController()
+// Every open stream of this worker may listen: thousands of listeners are expected, not a leak.
+setMaxListeners(0, drainController.signal)
+
+/** Aborts `context.draining` with the drain's reason; once. */
+export function abortDraining(reason: DrainReason): void {
+  if (!drainController.signal.aborted) drainController.abort(reason)
+}
+
 export const context: ClusterContext = Object.freeze({
   workerId: supervised ? (cluster.worker?.id ?? 0) : 0,
   slot: supervised ? Number(process.env.SHOAL_WORKER_INDEX) : 0,
@@ -149,6 +171,7 @@ export const context: ClusterContext = Object.freeze({
     return snapshot
   },
   request,
+  draining: drainController.signal,
 })
 
 /** The current shared snapshot, outside a request. */

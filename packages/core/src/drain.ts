@@ -1,21 +1,48 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { Server as NetServer, type Socket } from 'node:net'
 import { Server as TlsServer } from 'node:tls'
+import { closeFor, closeFrame, closerOf, closeWindowMs, type DrainReason, isWebSocketRequest, spreadDelaysMs } from './upgrade.js'
 
 export interface DrainOptions {
   /** Past this, every socket is closed and `drain()` resolves `'timeout'`. */
   shutdownTimeoutMs: number
   /** A keep-alive socket is closed only once it has sat idle this long. */
   idleSocketGraceMs: number
+  /**
+   * Upgraded connections (WebSocket) are closed at jittered times spread over this window, shortened
+   * to fit before the deadline. 0 closes them all at once.
+   * @default 0
+   */
+  webSocketCloseWindowMs?: number
+  /** Picks the close code: 1012 on `'reload'`, 1001 on `'shutdown'`. @default 'shutdown' */
+  reason?: DrainReason
 }
 
 export type DrainResult = 'drained' | 'timeout'
 
+/** How a drain closed upgraded connections. */
+export interface UpgradeCloseCounts {
+  /** The close code sent (1012 or 1001), 0 before the drain. */
+  code: number
+  /** By the app's or the WebSocket library's closer (`onUpgradeDrain`, `closeWebSocketsOnDrain`). */
+  byCloser: number
+  /** By a close frame shoal wrote on the raw socket. */
+  byFrame: number
+  /** Not WebSocket (or the closer threw): destroyed. */
+  destroyed: number
+  /** Still open at the deadline: cut. */
+  cutAtDeadline: number
+}
+
 export interface ServerDrain {
   /** True from the moment `drain()` is called. */
   readonly closing: boolean
-  /** Connections with a response in progress. */
+  /** Connections with a response in progress (upgraded ones are not). */
   readonly inFlight: number
+  /** Open upgraded connections (WebSocket). */
+  readonly upgraded: number
+  /** How the upgraded connections were closed by the drain so far. */
+  readonly upgradeCloses: UpgradeCloseCounts
   /** Stops accepting, lets in-flight and already-sent requests finish, closes idle keep-alive sockets. Idempotent. */
   drain(options: DrainOptions): Promise<DrainResult>
 }
@@ -67,13 +94,20 @@ const lastOnSocket = (socket: Socket, res: ServerResponse): boolean => {
  * are all answered, `Connection: close` on the last; one that arrives after a response that closes the
  * socket was committed is never dispatched (RFC 9112 §9.6: the client retries it). Call before the
  * server listens; one tracker per server. Until `drain()`, the cost is one set entry per connection and
- * nothing per request: busy or idle is read off the socket when draining starts.
+ * nothing per request: busy or idle is read off the socket when draining starts. Upgraded connections
+ * (WebSocket) are neither: on drain each is closed at its own jittered point of
+ * `webSocketCloseWindowMs` (1012 on a reload, 1001 on shutdown; see upgrade.ts), and the server counts
+ * as drained once they are gone.
  */
 export function trackServer(server: Server): ServerDrain {
   const existing = tracked.get(server)
   if (existing) return existing
 
   const sockets = new Set<Socket>()
+  /** Upgraded sockets have left http's bookkeeping: they are neither busy nor idle. */
+  const upgraded = new Map<Socket, IncomingMessage>()
+  const counts: UpgradeCloseCounts = { code: 0, byCloser: 0, byFrame: 0, destroyed: 0, cutAtDeadline: 0 }
+  let closeLate: ((socket: Socket) => void) | undefined
   let closing = false
   let drainStartedAt = 0
   let graceMs = 0
@@ -92,7 +126,7 @@ export function trackServer(server: Server): ServerDrain {
     const timer = setTimeout(
       () => {
         // A request still arriving (slow headers) is served once complete; only the deadline cuts it.
-        if (!busy(socket) && !receivingSockets(server).has(socket)) socket.destroy()
+        if (!busy(socket) && !upgraded.has(socket) && !receivingSockets(server).has(socket)) socket.destroy()
       },
       Math.max(0, graceMs - idleFor),
     )
@@ -155,6 +189,31 @@ export function trackServer(server: Server): ServerDrain {
     if (closing) closeWhenIdle(socket)
   })
 
+  // Node emits 'upgrade' only when the app listens for it (else it destroys the socket): ours rides
+  // along only while the app has one, so an app without WebSockets keeps Node's behaviour.
+  const onUpgrade = (req: IncomingMessage, socket: Socket): void => {
+    if (upgraded.has(socket) || socket.destroyed) return
+    upgraded.set(socket, req)
+    clearTimeout(timers.get(socket))
+    socket.once('close', () => upgraded.delete(socket))
+    // Upgraded while draining (its request was on the wire): closed like the others, within the window.
+    closeLate?.(socket)
+  }
+  const followUpgrades = (): void => {
+    const others = server.listeners('upgrade').filter((l) => l !== onUpgrade).length
+    const ours = server.listeners('upgrade').includes(onUpgrade)
+    if (others > 0 && !ours) server.prependListener('upgrade', onUpgrade)
+    if (others === 0 && ours) server.off('upgrade', onUpgrade)
+  }
+  server.on('newListener', (event: string | symbol, listener: unknown) => {
+    // Called before the app's listener is added: the count is checked once it is.
+    if (event === 'upgrade' && listener !== onUpgrade) queueMicrotask(followUpgrades)
+  })
+  server.on('removeListener', (event: string | symbol, listener: unknown) => {
+    if (event === 'upgrade' && listener !== onUpgrade) followUpgrades()
+  })
+  followUpgrades()
+
   const drain = (options: DrainOptions): Promise<DrainResult> => {
     result ??= new Promise<DrainResult>((resolve) => {
       closing = true
@@ -167,7 +226,41 @@ export function trackServer(server: Server): ServerDrain {
         if (event === 'request' && !admit(args[0] as IncomingMessage, args[1] as DrainingResponse)) return false
         return Reflect.apply(emit, this, [event, ...args]) as boolean
       } as Server['emit']
+      const reason = options.reason ?? 'shutdown'
+      const close = closeFor(reason)
+      counts.code = close.code
+      const closeUpgraded = (socket: Socket): void => {
+        if (socket.destroyed) return
+        const closer = closerOf(socket)
+        try {
+          if (closer) {
+            closer(close)
+            counts.byCloser++
+            return
+          }
+        } catch {
+          // The app's closer failed: the connection still has to go.
+        }
+        if (!closer && isWebSocketRequest(upgraded.get(socket))) {
+          socket.end(closeFrame(close.code, close.reason))
+          counts.byFrame++
+          return
+        }
+        socket.destroy()
+        counts.destroyed++
+      }
+      const windowMs = closeWindowMs(options.webSocketCloseWindowMs ?? 0, options.shutdownTimeoutMs)
+      closeLate = (socket) => {
+        // A random point in what is left of the window.
+        const delayMs = Math.floor(Math.random() * Math.max(0, windowMs - (Date.now() - drainStartedAt)))
+        setTimeout(() => closeUpgraded(socket), delayMs).unref()
+      }
+      const open = [...upgraded.keys()]
+      spreadDelaysMs(open.length, windowMs).forEach((delayMs, i) => {
+        setTimeout(() => closeUpgraded(open[i] as Socket), delayMs).unref()
+      })
       for (const socket of sockets) {
+        if (upgraded.has(socket)) continue
         const current = (socket as HttpSocket)._httpMessage
         if (current) {
           lastResponse.set(socket, current)
@@ -176,6 +269,7 @@ export function trackServer(server: Server): ServerDrain {
       }
 
       const deadline = setTimeout(() => {
+        for (const socket of upgraded.keys()) if (!socket.destroyed) counts.cutAtDeadline++
         for (const socket of sockets) socket.destroy()
         resolve('timeout')
       }, options.shutdownTimeoutMs)
@@ -198,8 +292,14 @@ export function trackServer(server: Server): ServerDrain {
     },
     get inFlight() {
       let count = 0
-      for (const socket of sockets) if (busy(socket)) count++
+      for (const socket of sockets) if (busy(socket) && !upgraded.has(socket)) count++
       return count
+    },
+    get upgraded() {
+      return upgraded.size
+    },
+    get upgradeCloses() {
+      return { ...counts }
     },
     drain,
   }

@@ -10,7 +10,7 @@ export {
   sharedReady,
   supervised,
 } from './context.js'
-export { type DrainOptions, type DrainResult, type ServerDrain, trackServer } from './drain.js'
+export { type DrainOptions, type DrainResult, type ServerDrain, trackServer, type UpgradeCloseCounts } from './drain.js'
 export { codes, ShoalError, type ShoalErrorCode } from './errors.js'
 export { type HealthReply, type HealthRoutes, healthFor, liveness, readiness } from './health.js'
 export { jsonLogger, type LogFn, type Logger, type LoggerOption, silentLogger, textLogger } from './logger.js'
@@ -50,4 +50,14 @@ export {
   type WorkerSideOptions,
   workerSideOptions,
 } from './run.js'
+export {
+  closeWebSocketsOnDrain,
+  type DrainReason,
+  onUpgradeDrain,
+  type UpgradeClose,
+  type UpgradeCloser,
+  type WebSocketDrainOptions,
+  type WebSocketLike,
+  type WebSocketServerLike,
+} from './upgrade.js'
 export { isDraining, isReady } from './worker.js'

@@ -193,6 +193,17 @@ export interface ClusterOptions {
    * @example drainOnUncaught: false
    */
   drainOnUncaught?: boolean
+  /**
+   * A draining worker closes its upgraded connections (WebSocket) with a close frame — 1012 (service
+   * restart) when it is replaced while the cluster runs, 1001 (going away) when the cluster stops —
+   * each at its own jittered moment of this window, so its clients reconnect to the other workers
+   * gradually, not in one herd. Shortened to leave the closing handshakes 1 s (or half the deadline)
+   * before `shutdownTimeoutMs`; 0 closes them all at once. Use `closeWebSocketsOnDrain(wss)` so `ws`
+   * does the closing handshake (and to send a last message of your own).
+   * @default 2000
+   * @example webSocketCloseWindowMs: 10_000
+   */
+  webSocketCloseWindowMs?: number
 }
 
 export interface ResolvedOptions {
@@ -215,6 +226,7 @@ export interface ResolvedOptions {
   maxMemoryMb: number | undefined
   readinessDelayMs: number
   drainOnUncaught: boolean
+  webSocketCloseWindowMs: number
 }
 
 /** Every option `resolveOptions` knows; anything else is a typo and rejected by name. */
@@ -238,6 +250,7 @@ export const OPTION_NAMES: readonly (keyof ClusterOptions)[] = [
   'maxMemoryMb',
   'readinessDelayMs',
   'drainOnUncaught',
+  'webSocketCloseWindowMs',
 ]
 const KNOWN = new Set<string>(OPTION_NAMES)
 
@@ -347,6 +360,7 @@ export const WORKER_SIDE_NAMES = [
   'signals',
   'readinessDelayMs',
   'drainOnUncaught',
+  'webSocketCloseWindowMs',
 ] as const
 
 type WorkerSideName = (typeof WORKER_SIDE_NAMES)[number]
@@ -368,6 +382,7 @@ function resolveWorkerSide(o: Record<string, unknown>): Pick<ResolvedOptions, Wo
     idleSocketGraceMs: durationMs('idleSocketGraceMs', o.idleSocketGraceMs, 500),
     readinessDelayMs: durationMs('readinessDelayMs', o.readinessDelayMs, 0),
     drainOnUncaught: (o.drainOnUncaught as boolean | undefined) ?? true,
+    webSocketCloseWindowMs: durationMs('webSocketCloseWindowMs', o.webSocketCloseWindowMs, 2000),
   }
 }
 
@@ -442,5 +457,6 @@ export function resolveOptions(input: unknown = {}): ResolvedOptions {
     maxMemoryMb: o.maxMemoryMb === undefined ? undefined : positiveInt('maxMemoryMb', o.maxMemoryMb, 0, 1_048_576),
     readinessDelayMs: side.readinessDelayMs,
     drainOnUncaught: side.drainOnUncaught,
+    webSocketCloseWindowMs: side.webSocketCloseWindowMs,
   }
 }

@@ -30,6 +30,8 @@ export interface WorkerStatus {
   rssBytes: number | undefined
   /** Mean event-loop delay over the last heartbeat interval. */
   loopDelayMs: number | undefined
+  /** Open upgraded connections (WebSocket) at the last heartbeat. */
+  upgraded: number | undefined
 }
 
 export interface ClusterStatus {
@@ -67,6 +69,7 @@ interface Beat {
   lastBeatAt: number
   rssBytes: number | undefined
   loopDelayMs: number | undefined
+  upgraded: number | undefined
 }
 
 /**
@@ -188,6 +191,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
           address: w.address,
           rssBytes: this.#beats.get(w.key)?.rssBytes,
           loopDelayMs: this.#beats.get(w.key)?.loopDelayMs,
+          upgraded: this.#beats.get(w.key)?.upgraded,
         })),
       shared,
     }
@@ -256,7 +260,10 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         const worker = this.#processes.get(key)
         if (!worker) return
         // A worker whose channel is gone cannot hear the message; SIGTERM asks it to drain too.
-        if (!this.#send(worker, { shoal: 1, type: 'shutdown', reason, shutdownTimeoutMs: deadlineMs })) worker.process.kill('SIGTERM')
+        // `restart`: replaced while the cluster keeps running (its WebSockets get 1012), or stopping with it (1001).
+        const restart = !(this.#shutdown || this.#machine.stopping)
+        if (!this.#send(worker, { shoal: 1, type: 'shutdown', reason, shutdownTimeoutMs: deadlineMs, restart }))
+          worker.process.kill('SIGTERM')
       },
       setTimer: (ms, fn) => {
         const timer = setTimeout(fn, ms)
@@ -305,7 +312,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         this.#publish('spawn-error', { slot: note.slot, error: note.error })
         return
       case 'ready': {
-        this.#beats.set(note.key, { lastBeatAt: Date.now(), rssBytes: undefined, loopDelayMs: undefined })
+        this.#beats.set(note.key, { lastBeatAt: Date.now(), rssBytes: undefined, loopDelayMs: undefined, upgraded: undefined })
         const { slot, key, pid, generation, address } = note
         log.info({ slot, pid, address, generation }, 'worker ready')
         this.#publish('ready', { slot, workerId: key, pid: pid ?? -1, generation, address })
@@ -410,7 +417,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         void this.#answer(worker, message.id, message.cmd, message.payload)
         return
       case 'pong':
-        this.#onPong(key, message.rssBytes, message.loopDelayMs)
+        this.#onPong(key, message.rssBytes, message.loopDelayMs, message.upgraded)
         return
       case 'fatal':
         this.#machine.fatal(key, message.message)
@@ -460,12 +467,13 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     this.#heartbeat.unref()
   }
 
-  #onPong(key: number, rssBytes: number, loopDelayMs: number): void {
+  #onPong(key: number, rssBytes: number, loopDelayMs: number, upgraded: number): void {
     const beat = this.#beats.get(key)
     if (!beat) return
     beat.lastBeatAt = Date.now()
     beat.rssBytes = rssBytes
     beat.loopDelayMs = loopDelayMs
+    beat.upgraded = upgraded
     const limitMb = this.#opts.maxMemoryMb
     if (limitMb === undefined || rssBytes <= limitMb * 1024 * 1024 || this.#reloads.busy || this.#shutdown) return
     const serving = this.#machine.workers().find((w) => w.key === key && w.role === 'current' && w.phase === 'ready')

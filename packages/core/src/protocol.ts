@@ -19,7 +19,8 @@ export interface WireError {
 export type PrimaryMessage =
   | { shoal: 1; type: 'shared-snapshot'; entries: Record<string, SharedEntry> }
   | { shoal: 1; type: 'shared-update'; name: string; entry: SharedEntry }
-  | { shoal: 1; type: 'shutdown'; reason: string; shutdownTimeoutMs: number }
+  /** `restart`: the worker is replaced while the cluster keeps running (a reload), not stopped with it. */
+  | { shoal: 1; type: 'shutdown'; reason: string; shutdownTimeoutMs: number; restart: boolean }
   | { shoal: 1; type: 'response'; id: number; ok: true; value: unknown }
   | { shoal: 1; type: 'response'; id: number; ok: false; error: WireError }
   | { shoal: 1; type: 'ping'; seq: number }
@@ -35,7 +36,8 @@ export type WorkerMessage =
   | { shoal: 1; type: 'ready'; address: string }
   | { shoal: 1; type: 'draining'; deadlineMs: number; fatal: boolean }
   | { shoal: 1; type: 'request'; id: number; cmd: string; payload: unknown }
-  | { shoal: 1; type: 'pong'; seq: number; rssBytes: number; loopDelayMs: number }
+  /** `upgraded`: open upgraded connections (WebSocket). */
+  | { shoal: 1; type: 'pong'; seq: number; rssBytes: number; loopDelayMs: number; upgraded: number }
   | { shoal: 1; type: 'fatal'; message: string }
 
 export type PrimaryMessageType = PrimaryMessage['type']
@@ -76,9 +78,9 @@ export function parseWorkerMessage(message: unknown): WorkerMessage | null {
     case 'request':
       return isCount(m.id) && isShortString(m.cmd) ? { shoal: 1, type: 'request', id: m.id, cmd: m.cmd, payload: m.payload } : null
     case 'pong': {
-      const { seq, rssBytes, loopDelayMs } = m
-      return isCount(seq) && typeof rssBytes === 'number' && typeof loopDelayMs === 'number'
-        ? { shoal: 1, type: 'pong', seq, rssBytes, loopDelayMs }
+      const { seq, rssBytes, loopDelayMs, upgraded } = m
+      return isCount(seq) && typeof rssBytes === 'number' && typeof loopDelayMs === 'number' && isCount(upgraded)
+        ? { shoal: 1, type: 'pong', seq, rssBytes, loopDelayMs, upgraded }
         : null
     }
     case 'fatal':

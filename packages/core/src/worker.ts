@@ -6,14 +6,17 @@
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
-import { applyShared, context, getLogger, send, setLogger, settleResponse, sharedArrived, supervised } from './context.js'
+import { abortDraining, applyShared, context, getLogger, send, setLogger, settleResponse, sharedArrived, supervised } from './context.js'
 import { trackServer } from './drain.js'
 import type { Logger } from './logger.js'
 import { type PrimaryMessage, parsePrimaryMessage } from './protocol.js'
+import type { DrainReason } from './upgrade.js'
 
 export interface AttachOptions {
   shutdownTimeoutMs: number
   idleSocketGraceMs: number
+  /** Upgraded connections are closed spread over this window (jittered), inside the deadline. */
+  webSocketCloseWindowMs: number
   /** Handle SIGINT/SIGTERM when running without a primary. */
   signals: boolean
   /** Without a primary: how long readiness is 503 before the drain starts. */
@@ -71,19 +74,43 @@ function exit(code: number): never {
 }
 
 /**
- * Drains every attached server (in-flight requests finish), then runs the framework's close and the
- * app's cleanup, and makes sure no connection is still on its way from the primary. Resolves to the
- * outcome; never exits. Idempotent: the first call's reason and deadline win.
+ * The one place a drain's cause becomes `context.draining.reason` and the WebSocket close code
+ * (1012 / 1001). `restart` is the primary's word: true when it replaces this worker while the cluster
+ * keeps running (rolling reload, memory ceiling, a SIGTERM to this worker, a stuck one), false when
+ * the cluster stops (SIGTERM/SIGINT to the primary, `shutdown()`, the crash-loop breaker). Without
+ * it, a worker draining by itself (a SIGTERM the primary did not answer, an uncaught exception,
+ * `handle.close()`) is a reload, since the primary replaces it; a single process is a shutdown,
+ * since nothing here replaces it.
  */
-export function drainWorker(reason: string, { deadlineMs, fatal = false }: { deadlineMs?: number | undefined; fatal?: boolean } = {}) {
+export function drainReasonFor(restart: boolean | undefined, underPrimary: boolean = supervised): DrainReason {
+  return (restart ?? underPrimary) ? 'reload' : 'shutdown'
+}
+
+export interface DrainWorkerOptions {
+  deadlineMs?: number | undefined
+  fatal?: boolean
+  /** The primary replaces this worker and the cluster keeps running (see `drainReasonFor`). */
+  restart?: boolean | undefined
+}
+
+/**
+ * Drains every attached server (in-flight requests finish, upgraded connections are closed spread
+ * over their window), then runs the framework's close and the app's cleanup, and makes sure no
+ * connection is still on its way from the primary. Resolves to the outcome; never exits. Idempotent:
+ * the first call's reason and deadline win.
+ */
+export function drainWorker(reason: string, { deadlineMs, fatal = false, restart }: DrainWorkerOptions = {}) {
   drainPromise ??= (async (): Promise<DrainOutcome> => {
+    const drainReason = drainReasonFor(restart)
+    // First: long-lived responses learn it while there is the most time left to end cleanly.
+    abortDraining(drainReason)
     // The primary's deadline wins: it is the one that SIGKILLs after it.
     if (deadlineMs !== undefined) for (const a of attached) a.options = { ...a.options, shutdownTimeoutMs: deadlineMs }
     const timeoutMs = Math.max(0, ...attached.map((a) => a.options.shutdownTimeoutMs))
     send({ shoal: 1, type: 'draining', deadlineMs: timeoutMs, fatal })
     const started = Date.now()
     getLogger().debug({ reason, pid: process.pid }, 'draining')
-    const drains = attached.map(({ server, options }) => trackServer(server).drain(options))
+    const drains = attached.map(({ server, options }) => trackServer(server).drain({ ...options, reason: drainReason }))
     // Every server stopped listening just now; the primary may still have connections on their way here.
     const synced = syncWithPrimary(timeoutMs)
     const drained = (await Promise.all(drains)).every((r) => r === 'drained')
@@ -102,10 +129,37 @@ export function drainWorker(reason: string, { deadlineMs, fatal = false }: { dea
       }
     }
     await synced
+    logUpgradeCloses(reason, drainReason)
     if (!drained) getLogger().warn({ reason, pid: process.pid }, 'shutdown deadline passed, closed remaining connections')
     return { drained, cleanedUp, fatal: fatal || uncaughtDuringDrain }
   })()
   return drainPromise
+}
+
+/** The drain's line about upgraded connections: how many, with which code, how; only when there were any. */
+function logUpgradeCloses(reason: string, drainReason: DrainReason): void {
+  const total = { code: 0, byCloser: 0, byFrame: 0, destroyed: 0, cutAtDeadline: 0 }
+  for (const { server } of attached) {
+    const c = trackServer(server).upgradeCloses
+    total.code ||= c.code
+    total.byCloser += c.byCloser
+    total.byFrame += c.byFrame
+    total.destroyed += c.destroyed
+    total.cutAtDeadline += c.cutAtDeadline
+  }
+  const closed = total.byCloser + total.byFrame + total.destroyed
+  if (closed + total.cutAtDeadline === 0) return
+  const fields = { reason, drainReason, pid: process.pid, upgraded: { closed, ...total } }
+  const line = `closed ${closed} upgraded connection(s) with ${total.code} (${total.byCloser} by their closer, ${total.byFrame} by a close frame, ${total.destroyed} destroyed), ${total.cutAtDeadline} cut at the deadline`
+  if (total.cutAtDeadline > 0) getLogger().warn(fields, line)
+  else getLogger().info(fields, line)
+}
+
+/** Open upgraded connections (WebSocket) across this worker's servers. */
+export function upgradedCount(): number {
+  let count = 0
+  for (const { server } of attached) count += trackServer(server).upgraded
+  return count
 }
 
 /**
@@ -124,7 +178,7 @@ async function syncWithPrimary(timeoutMs: number): Promise<void> {
 }
 
 /** Drains (`drainWorker`), then exits: 0 when everything finished in time, 1 otherwise. Idempotent. */
-export function shutdownWorker(reason: string, options: { deadlineMs?: number | undefined; fatal?: boolean } = {}): Promise<never> {
+export function shutdownWorker(reason: string, options: DrainWorkerOptions = {}): Promise<never> {
   exitPromise ??= drainWorker(reason, options).then((outcome) => exit(exitCodeFor(outcome)))
   return exitPromise
 }
@@ -228,7 +282,14 @@ loopDelay?.enable()
 function pong(seq: number): void {
   const loopDelayMs = loopDelay ? Math.round(loopDelay.mean / 1e4) / 100 : 0
   loopDelay?.reset()
-  send({ shoal: 1, type: 'pong', seq, rssBytes: process.memoryUsage.rss(), loopDelayMs: Number.isFinite(loopDelayMs) ? loopDelayMs : 0 })
+  send({
+    shoal: 1,
+    type: 'pong',
+    seq,
+    rssBytes: process.memoryUsage.rss(),
+    loopDelayMs: Number.isFinite(loopDelayMs) ? loopDelayMs : 0,
+    upgraded: upgradedCount(),
+  })
 }
 
 export function formatAddress(address: string | AddressInfo | null): string {
@@ -261,7 +322,7 @@ function onPrimaryMessage(raw: unknown): void {
       return
     case 'shutdown':
       if (attached.length === 0) exit(0)
-      void shutdownWorker(message.reason, { deadlineMs: message.shutdownTimeoutMs })
+      void shutdownWorker(message.reason, { deadlineMs: message.shutdownTimeoutMs, restart: message.restart })
       return
     case 'response':
       settleResponse(message)

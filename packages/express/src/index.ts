@@ -1,4 +1,4 @@
-import { createServer, IncomingMessage } from 'node:http'
+import { createServer, IncomingMessage, Server } from 'node:http'
 import {
   type ClusterContext,
   type ClusterHandle,
@@ -72,11 +72,16 @@ export type RequestListener = Parameters<typeof createServer>[1] & {}
  * In a worker: listens (after the shared values arrived), drains gracefully on shutdown, reports
  * ready, resolves to `{ role: 'worker', address }`. With `workers: 0`: runs in this process.
  * A listen error (EADDRINUSE, EACCES) rejects with `SHOAL_ERR_LISTEN`; in a worker it is a failed boot.
+ * Pass an `http.Server` instead of the app to attach a WebSocket server to it first.
  * @example await clusteredListen(app, 3000, { shared: { usersCount: { everyMs: 10_000, compute: countUsers } } })
  */
-export function clusteredListen(app: RequestListener, port: number | ListenOptions, options: ClusterOptions = {}): Promise<ClusterHandle> {
+export function clusteredListen(
+  app: RequestListener | Server,
+  port: number | ListenOptions,
+  options: ClusterOptions = {},
+): Promise<ClusterHandle> {
   return runCluster(options, () => {
-    const server = createServer(app)
+    const server = app instanceof Server ? app : createServer(app)
     return { server, listen: () => listen(server, typeof port === 'number' ? { port } : port) }
   })
 }

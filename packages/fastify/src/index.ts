@@ -3,6 +3,7 @@ import {
   type ClusterContext,
   type ClusterHandle,
   type ClusterOptions,
+  closeWebSocketsOnDrain,
   context,
   type HealthReply,
   type HealthRoutes,
@@ -62,6 +63,12 @@ export const clusterPlugin = fp<ClusterPluginOptions>(
     route(options.readinessPath, readiness)
     route(options.livenessPath, liveness)
     trackServer(fastify.server) // counts connections from the first one on
+    // @fastify/websocket (registered before or after this plugin): its clients get 1012/1001 through
+    // `ws`, spread over the window, before its own preClose would close them all at once without a code.
+    fastify.addHook('onReady', async () => {
+      const wss = (fastify as { websocketServer?: Parameters<typeof closeWebSocketsOnDrain>[0] }).websocketServer
+      if (wss) closeWebSocketsOnDrain(wss)
+    })
     // A plain app.listen(): same drain and signals. Under clusteredListen the server is attached already.
     fastify.addHook('onListen', async () => attachToServer(fastify.server, workerSideOptions(options), () => fastify.close()))
   },
