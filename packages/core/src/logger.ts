@@ -44,7 +44,10 @@ function makeLogger(write: Write, bindings: Record<string, unknown> = {}): Logge
     (level: Level): LogFn =>
     (...args: [object | string, string?]) => {
       const { fields, msg } = split(args)
-      write(level, { ...bindings, ...fields }, msg)
+      // The line's own fields first (a text line reads "what happened, then who"); bindings never overwrite them.
+      const all: Record<string, unknown> = { ...fields }
+      for (const [k, v] of Object.entries(bindings)) if (!(k in all)) all[k] = v
+      write(level, all, msg)
     }
   return {
     debug: at('debug'),

@@ -158,13 +158,13 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       execArgv: process.execArgv,
       nodeOptions: this.#opts.env.NODE_OPTIONS ?? process.env.NODE_OPTIONS,
     })
-    this.#log.info({ workers: this.#opts.workers, heapMb: this.#plan.heap?.heapMb }, this.#plan.message)
+    this.#log.info({ workers: this.#opts.workers }, this.#plan.message)
     cluster.setupPrimary({
       exec: this.#opts.exec,
       args: this.#opts.args,
       execArgv: this.#plan.execArgv,
-      // Workers' output reaches a pipe or a file through the primary, in whole lines (relay.ts).
-      stdio: [0, stdioFor(process.stdout), stdioFor(process.stderr), 'ipc'],
+      // relayLogs: workers' output reaches a pipe or a file through the primary, in whole lines (relay.ts).
+      stdio: this.#opts.relayLogs ? [0, stdioFor(process.stdout), stdioFor(process.stderr), 'ipc'] : [0, 1, 2, 'ipc'],
     })
     if (this.#opts.signals) installPrimarySignals(this, this.#log)
     // The loop only empties while the cluster runs if nothing is left to supervise: never a silent exit 0.
