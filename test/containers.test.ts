@@ -105,7 +105,9 @@ describe('heap per worker', () => {
     for (const w of seen.values()) {
       expect(w.execArgv).toContain('--max-old-space-size=336')
       expect(w.heapLimitMb).toBeGreaterThan(300)
-      expect(w.heapLimitMb).toBeLessThan(400)
+      // heap_size_limit adds the young generation: 336 + ~16 MB on Node 20, ~432 MB on Node 26 (bigger semi-spaces);
+      // without the flag it is V8's default, over 2 GB on this machine.
+      expect(w.heapLimitMb).toBeLessThan(600)
     }
     expect(f.stderr).toMatch(
       /2 workers: the workers option; heap 336 MB per worker \(share 448 MB of a 1024 MB memory limit\); maxMemoryMb auto: 448/,
