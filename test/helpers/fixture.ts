@@ -31,8 +31,11 @@ export class Fixture {
   readonly #waiters = new Set<() => void>()
   #exit: { code: number | null; signal: NodeJS.Signals | null } | undefined
 
-  constructor(name: string, env: Record<string, string> = {}) {
-    this.child = spawn(process.execPath, [name.startsWith('/') ? name : fixturePath(name)], {
+  /** `wrap` runs the fixture under another command: `['taskset', '-c', '0']`. */
+  constructor(name: string, env: Record<string, string> = {}, wrap: string[] = []) {
+    const script = name.startsWith('/') ? name : fixturePath(name)
+    const [command = process.execPath, ...rest] = [...wrap, process.execPath]
+    this.child = spawn(command, [...rest, script], {
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       env: { ...process.env, ...env },

@@ -6,7 +6,7 @@ import cluster from 'node:cluster'
 import { setMaxListeners } from 'node:events'
 import { answerCommand, type CommandAnswer } from './dispatch.js'
 import { codes, ShoalError, type ShoalErrorCode } from './errors.js'
-import { type Logger, textLogger } from './logger.js'
+import { bindLogger, type Logger, textLogger } from './logger.js'
 import type { RequestHandler, SharedSnapshot } from './options.js'
 import type { PrimaryMessage, SharedEntry, WorkerMessage } from './protocol.js'
 import { deepFreeze, encodeJson } from './serialize.js'
@@ -62,13 +62,30 @@ let snapshot: SharedSnapshot = EMPTY
 const meta = new Map<string, { version: number; updatedAt: number }>()
 const listeners = new Set<SharedListener>()
 let localHandlers: Record<string, RequestHandler> = {}
-let log: Logger = textLogger()
 
-/** The logger of the app, once it handed one over. */
-export function setLogger(logger: Logger): void {
-  log = logger
+/** What every line a worker logs through shoal carries (pid comes from the logger itself). */
+function workerBindings(): Record<string, unknown> {
+  return {
+    workerId: cluster.worker?.id ?? 0,
+    slot: Number(process.env.SHOAL_WORKER_INDEX ?? 0),
+    generation: Number(process.env.SHOAL_GENERATION ?? 0),
+  }
 }
 
+const bind = (logger: Logger): Logger => (supervised ? bindLogger(logger, workerBindings()) : logger)
+let log: Logger = bind(textLogger())
+
+/** The logger of the app, once it handed one over; in a worker, bound to its workerId, slot and generation. */
+export function setLogger(logger: Logger): Logger {
+  log = bind(logger)
+  return log
+}
+
+/**
+ * The logger shoal uses in this process: the app's (`logger` option) or its own. In a worker every
+ * line carries `workerId`, `slot`, `pid` and `generation`.
+ * @example getLogger().info({ userId }, 'signed in')
+ */
 export function getLogger(): Logger {
   return log
 }

@@ -2,6 +2,7 @@ export { type BackoffPolicy, type CrashLoopPolicy, CrashWindow, crashWeight, res
 export {
   type ClusterContext,
   context,
+  getLogger,
   getShared,
   getSharedInfo,
   onSharedChange,

@@ -13,6 +13,10 @@ export interface Logger {
   warn: LogFn
   error: LogFn
   debug: LogFn
+  /** pino's: a logger whose every line carries `bindings`. */
+  child?: (bindings: Record<string, unknown>) => Logger
+  /** pino's: writes out what is buffered, then calls back. */
+  flush?: (cb?: (err?: Error) => void) => void
 }
 
 type Level = 'debug' | 'info' | 'warn' | 'error'
@@ -33,14 +37,66 @@ function formatField(value: unknown): string {
   }
 }
 
-function makeLogger(write: (level: Level, fields: Record<string, unknown>, msg: string) => void): Logger {
+type Write = (level: Level, fields: Record<string, unknown>, msg: string) => void
+
+function makeLogger(write: Write, bindings: Record<string, unknown> = {}): Logger {
   const at =
     (level: Level): LogFn =>
     (...args: [object | string, string?]) => {
       const { fields, msg } = split(args)
-      write(level, fields, msg)
+      // The line's own fields first (a text line reads "what happened, then who"); bindings never overwrite them.
+      const all: Record<string, unknown> = { ...fields }
+      for (const [k, v] of Object.entries(bindings)) if (!(k in all)) all[k] = v
+      write(level, all, msg)
     }
-  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }
+  return {
+    debug: at('debug'),
+    info: at('info'),
+    warn: at('warn'),
+    error: at('error'),
+    child: (more) => makeLogger(write, { ...bindings, ...more }),
+  }
+}
+
+/**
+ * A logger whose every line carries `bindings` (a worker's `workerId`, `slot`, `generation`): pino's
+ * (and shoal's own) `child`, which already write `pid` themselves, or a wrapper that adds `pid` too.
+ */
+export function bindLogger(logger: Logger, bindings: Record<string, unknown>): Logger {
+  if (typeof logger.child === 'function') return logger.child(bindings)
+  const all = { ...bindings, pid: process.pid }
+  const at =
+    (fn: LogFn): LogFn =>
+    (...args: [object | string, string?]) => {
+      const [first, second] = args
+      if (typeof first === 'string') fn(all, first)
+      else fn({ ...all, ...first }, second)
+    }
+  return { debug: at(logger.debug), info: at(logger.info), warn: at(logger.warn), error: at(logger.error) }
+}
+
+/**
+ * Writes out what the logger buffered (pino with an async destination), then calls `done`, at the
+ * latest after `timeoutMs`. shoal's own loggers write synchronously: `done` runs at once.
+ */
+export function flushLogger(logger: Logger, done: () => void, timeoutMs = 1000): void {
+  let called = false
+  const once = () => {
+    if (called) return
+    called = true
+    clearTimeout(timer)
+    done()
+  }
+  const timer = setTimeout(once, timeoutMs)
+  if (typeof logger.flush !== 'function') {
+    once()
+    return
+  }
+  try {
+    logger.flush(() => once())
+  } catch {
+    once()
+  }
 }
 
 const debugEnabled = /(^|,)\s*shoal\s*(,|$)/.test(process.env.DEBUG ?? '')

@@ -1,9 +1,9 @@
-import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import type { BackoffPolicy, CrashLoopPolicy } from './backoff.js'
 import { invalidOption } from './errors.js'
 import type { HealthRoutes } from './health.js'
 import { isLogger, type Logger, type LoggerOption, resolveLogger } from './logger.js'
+import { decideWorkers, readHost, type WorkersDecision } from './sizing.js'
 
 /**
  * The values the primary broadcasts, typed once by the app:
@@ -55,8 +55,11 @@ export type RequestHandler = (payload: unknown, worker: WorkerInfo) => unknown
 
 export interface ClusterOptions {
   /**
-   * How many workers to run. `'auto'` is `os.availableParallelism()`; `0` runs the app in this
-   * process without forking (tests, debugging), with the same shared values and request context.
+   * How many workers to run. `'auto'` is the first of the `SHOAL_WORKERS` and `WEB_CONCURRENCY`
+   * environment variables, else the least of the CPU affinity (`taskset`), the cgroup CPU quota
+   * (rounded down) and `os.availableParallelism()`; at least 1. The decision and its source are
+   * logged at start. `0` runs the app in this process without forking (tests, debugging), with the
+   * same shared values and request context.
    * @default 'auto'
    * @example workers: 4
    */
@@ -169,11 +172,12 @@ export interface ClusterOptions {
   heartbeat?: false | { intervalMs?: number; maxMissed?: number }
   /**
    * A worker whose resident memory goes past this is replaced gracefully: its replacement is forked
-   * and ready before it drains.
+   * and ready before it drains. `'auto'`: each worker's share of the container's memory limit (the
+   * same share its `--max-old-space-size` is sized from); off when no limit is known.
    * @default undefined (off)
    * @example maxMemoryMb: 512
    */
-  maxMemoryMb?: number
+  maxMemoryMb?: number | 'auto'
   /**
    * On SIGTERM/SIGINT, readiness turns 503 first and the listeners stay open this long before the
    * drain starts, so an orchestrator's endpoint update lands before connections are refused
@@ -204,6 +208,15 @@ export interface ClusterOptions {
    * @example webSocketCloseWindowMs: 10_000
    */
   webSocketCloseWindowMs?: number
+  /**
+   * Pipe the workers' stdout and stderr through the primary, which writes whole lines only, so lines
+   * longer than the pipe's atomic size (4 KiB) from several workers never tear. Only where the
+   * primary's stream is a pipe or a file; a terminal keeps direct output. Off by default for now:
+   * with it on, the soak test (SIGKILLs under load) loses a slot; see the issue's notes.
+   * @default false
+   * @example relayLogs: true
+   */
+  relayLogs?: boolean
 }
 
 export interface ResolvedOptions {
@@ -223,10 +236,13 @@ export interface ResolvedOptions {
   onShutdown: (() => void | Promise<void>) | undefined
   reloadConcurrency: number
   heartbeat: { intervalMs: number; maxMissed: number } | false
-  maxMemoryMb: number | undefined
+  maxMemoryMb: number | 'auto' | undefined
   readinessDelayMs: number
   drainOnUncaught: boolean
   webSocketCloseWindowMs: number
+  /** How `workers` was decided, logged once at start ("2 workers: cgroup quota 2.5 CPUs"). */
+  workersDecision: WorkersDecision
+  relayLogs: boolean
 }
 
 /** Every option `resolveOptions` knows; anything else is a typo and rejected by name. */
@@ -251,6 +267,7 @@ export const OPTION_NAMES: readonly (keyof ClusterOptions)[] = [
   'readinessDelayMs',
   'drainOnUncaught',
   'webSocketCloseWindowMs',
+  'relayLogs',
 ]
 const KNOWN = new Set<string>(OPTION_NAMES)
 
@@ -282,12 +299,23 @@ function section(name: string, value: unknown): Record<string, unknown> {
   return value
 }
 
-function resolveWorkers(value: unknown): number {
-  if (value === undefined || value === 'auto') return availableParallelism()
+function resolveWorkers(value: unknown): WorkersDecision {
+  if (value === undefined || value === 'auto') return decideWorkers(process.env, readHost())
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 1024) {
     throw invalidOption('workers', "a positive integer, 0 (run in-process) or 'auto'", value)
   }
+  return { workers: value, source: 'option', reason: 'the workers option' }
+}
+
+function resolveBoolean(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback
+  if (typeof value !== 'boolean') throw invalidOption(name, 'a boolean', value)
   return value
+}
+
+function resolveMaxMemory(value: unknown): number | 'auto' | undefined {
+  if (value === undefined || value === 'auto') return value
+  return positiveInt('maxMemoryMb', value, 0, 1_048_576)
 }
 
 function resolveExec(value: unknown): string {
@@ -429,9 +457,10 @@ export function resolveOptions(input: unknown = {}): ResolvedOptions {
   const minMs = durationMs('restartBackoff.minMs', backoff.minMs, 250, { min: 1 })
   const maxMs = durationMs('restartBackoff.maxMs', backoff.maxMs, 30_000, { min: 1 })
   if (maxMs < minMs) throw invalidOption('restartBackoff.maxMs', `a number ≥ restartBackoff.minMs (${minMs})`, maxMs)
+  const workersDecision = resolveWorkers(o.workers)
 
   return {
-    workers: resolveWorkers(o.workers),
+    workers: workersDecision.workers,
     exec: resolveExec(o.exec),
     args: stringArray('args', o.args, process.argv.slice(2)),
     env: resolveEnv(o.env),
@@ -454,9 +483,11 @@ export function resolveOptions(input: unknown = {}): ResolvedOptions {
     onShutdown: side.onShutdown,
     reloadConcurrency: positiveInt('reloadConcurrency', o.reloadConcurrency, 1),
     heartbeat: resolveHeartbeat(o.heartbeat),
-    maxMemoryMb: o.maxMemoryMb === undefined ? undefined : positiveInt('maxMemoryMb', o.maxMemoryMb, 0, 1_048_576),
+    maxMemoryMb: resolveMaxMemory(o.maxMemoryMb),
     readinessDelayMs: side.readinessDelayMs,
     drainOnUncaught: side.drainOnUncaught,
     webSocketCloseWindowMs: side.webSocketCloseWindowMs,
+    workersDecision,
+    relayLogs: resolveBoolean('relayLogs', o.relayLogs, false),
   }
 }

@@ -6,9 +6,11 @@ import { codes, ShoalError } from './errors.js'
 import type { Logger } from './logger.js'
 import type { RequestHandler, ResolvedOptions } from './options.js'
 import { isShoalMessage, type PrimaryMessage, parseWorkerMessage, type WorkerMessage } from './protocol.js'
+import { relayLines, stdioFor } from './relay.js'
 import { ReloadQueue, replaceAll } from './reload.js'
 import { SharedStore } from './shared.js'
 import { installPrimarySignals } from './signals.js'
+import { type ContainerPlan, decideMemoryLimit, planContainer, readHost } from './sizing.js'
 import { KILL_MARGIN_MS, SlotError, type SlotHost, SlotMachine, type SlotNote } from './slots.js'
 
 export { KILL_MARGIN_MS } from './slots.js'
@@ -41,6 +43,8 @@ export interface ClusterStatus {
   target: number
   workers: WorkerStatus[]
   shared: Record<string, { version: number; updatedAt: number }>
+  /** How the worker count and heap were sized at start (`undefined` before `start()`). */
+  sizing: { reason: string; heapMb: number | undefined; maxMemoryMb: number | undefined } | undefined
 }
 
 export interface ReloadOutcome {
@@ -94,6 +98,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   #heartbeat: NodeJS.Timeout | undefined
   #seq = 0
   #started: { resolve: () => void; promise: Promise<void> }
+  /** Worker count, heap share and memory ceiling as sized for this machine or container, at start. */
+  #plan: ContainerPlan | undefined
 
   /**
    * Commands every worker may send without a user handler. `shoal:reload` starts a rolling reload
@@ -148,7 +154,21 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   async #start(): Promise<this> {
     // Round-robin everywhere: Windows' default (SCHED_NONE) lets one worker take most connections.
     cluster.schedulingPolicy = cluster.SCHED_RR
-    cluster.setupPrimary({ exec: this.#opts.exec, args: this.#opts.args })
+    this.#plan = planContainer({
+      decision: this.#opts.workersDecision,
+      maxMemoryMb: this.#opts.maxMemoryMb,
+      memoryLimitBytes: decideMemoryLimit(process.env, readHost()),
+      execArgv: process.execArgv,
+      nodeOptions: this.#opts.env.NODE_OPTIONS ?? process.env.NODE_OPTIONS,
+    })
+    this.#log.info({ workers: this.#opts.workers }, this.#plan.message)
+    cluster.setupPrimary({
+      exec: this.#opts.exec,
+      args: this.#opts.args,
+      execArgv: this.#plan.execArgv,
+      // relayLogs: workers' output reaches a pipe or a file through the primary, in whole lines (relay.ts).
+      stdio: this.#opts.relayLogs ? [0, stdioFor(process.stdout), stdioFor(process.stderr), 'ipc'] : [0, 1, 2, 'ipc'],
+    })
     if (this.#opts.signals) installPrimarySignals(this, this.#log)
     // The loop only empties while the cluster runs if nothing is left to supervise: never a silent exit 0.
     process.once('beforeExit', () => {
@@ -194,6 +214,11 @@ export class Primary extends EventEmitter<PrimaryEvents> {
           upgraded: this.#beats.get(w.key)?.upgraded,
         })),
       shared,
+      sizing: this.#plan && {
+        reason: this.#plan.message,
+        heapMb: this.#plan.execArgv.length > process.execArgv.length ? this.#plan.heap?.heapMb : undefined,
+        maxMemoryMb: this.#plan.maxMemoryMb,
+      },
     }
   }
 
@@ -284,6 +309,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     })
     const key = worker.id
     this.#processes.set(key, worker)
+    if (worker.process.stdout) relayLines(worker.process.stdout, process.stdout)
+    if (worker.process.stderr) relayLines(worker.process.stderr, process.stderr)
     worker.on('message', (message: unknown) => this.#onMessage(key, message))
     worker.on('exit', (code: number | null, signal: string | null) => this.#machine.exited(key, code, signal))
     worker.on('error', (err: NodeJS.ErrnoException) => {
@@ -474,7 +501,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     beat.rssBytes = rssBytes
     beat.loopDelayMs = loopDelayMs
     beat.upgraded = upgraded
-    const limitMb = this.#opts.maxMemoryMb
+    const limitMb = this.#plan?.maxMemoryMb
     if (limitMb === undefined || rssBytes <= limitMb * 1024 * 1024 || this.#reloads.busy || this.#shutdown) return
     const serving = this.#machine.workers().find((w) => w.key === key && w.role === 'current' && w.phase === 'ready')
     if (!serving || this.#refreshing.has(serving.slot)) return

@@ -90,7 +90,7 @@ async function serveMain(main: WorkerMain, opts: ResolvedOptions): Promise<Worke
   } catch (err) {
     const error = new ShoalError(codes.SHOAL_ERR_LISTEN, `could not listen: ${errorMessage(err)}`, { cause: err })
     // A worker that cannot listen is a failed boot: the worker's owner says why, exits, and the primary counts it.
-    if (supervised) failBoot(error)
+    if (supervised) return failBoot(error)
     throw error
   }
   const address = formatAddress(main.server.address())

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { abortDraining, applyShared, context, getLogger, send, setLogger, settleResponse, sharedArrived, supervised } from './context.js'
 import { trackServer } from './drain.js'
-import type { Logger } from './logger.js'
+import { flushLogger, type Logger } from './logger.js'
 import { type PrimaryMessage, parsePrimaryMessage } from './protocol.js'
 import type { DrainReason } from './upgrade.js'
 
@@ -68,9 +68,27 @@ let uncaughtDuringDrain = false
 let signalsInstalled = false
 let uncaughtInstalled = false
 
-/** The one place shoal ends a worker or a single process. */
-function exit(code: number): never {
-  process.exit(code)
+let exiting = false
+
+/**
+ * The one place shoal ends a worker or a single process. Says why as its last line, and lets the
+ * logger write out what it buffered (the app's pino on an async destination) before the process
+ * ends: the lines that say why are the ones an abrupt exit loses. A clean exit only logs at debug.
+ */
+function exit(code: number, reason: string): void {
+  if (exiting) return
+  exiting = true
+  const log = getLogger()
+  if (code === 0) log.debug({ code }, `exiting 0: ${reason}`)
+  else log.warn({ code }, `exiting ${code}: ${reason}`)
+  flushLogger(log, () => process.exit(code))
+}
+
+function exitReason(reason: string, outcome: DrainOutcome): string {
+  if (outcome.fatal) return `${reason}; an uncaught exception`
+  if (!outcome.drained) return `${reason}; the shutdown deadline passed with requests in flight`
+  if (!outcome.cleanedUp) return `${reason}; cleanup failed`
+  return `${reason}; drained`
 }
 
 /**
@@ -179,15 +197,19 @@ async function syncWithPrimary(timeoutMs: number): Promise<void> {
 
 /** Drains (`drainWorker`), then exits: 0 when everything finished in time, 1 otherwise. Idempotent. */
 export function shutdownWorker(reason: string, options: DrainWorkerOptions = {}): Promise<never> {
-  exitPromise ??= drainWorker(reason, options).then((outcome) => exit(exitCodeFor(outcome)))
+  exitPromise ??= drainWorker(reason, options).then((outcome) => {
+    exit(exitCodeFor(outcome), exitReason(reason, outcome))
+    return new Promise<never>(() => {})
+  })
   return exitPromise
 }
 
 /** A worker that could not boot (listen failed): say why, tell the primary (it counts a failed boot), exit 1. */
-export function failBoot(error: Error): never {
-  getLogger().error({ err: error, pid: process.pid }, error.message)
+export function failBoot(error: Error): Promise<never> {
+  getLogger().error({ err: error }, error.message)
   reportFatal(error.message)
-  return exit(1)
+  exit(1, `could not boot: ${error.message}`)
+  return new Promise<never>(() => {})
 }
 
 function withDeadline(promise: Promise<unknown>, ms: number): Promise<unknown> {
@@ -234,8 +256,8 @@ function installStandaloneSignals(readinessDelayMs: number): void {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.on(signal, () => {
       if (received) {
-        getLogger().warn({ signal }, 'second signal, exiting now')
-        exit(signal === 'SIGINT' ? 130 : 143)
+        exit(signal === 'SIGINT' ? 130 : 143, `second ${signal}, exiting now`)
+        return
       }
       received = true
       markUnready()
@@ -253,8 +275,8 @@ function installStandaloneSignals(readinessDelayMs: number): void {
 export function attachServer(server: Server, options: AttachOptions): void {
   if (attached.some((a) => a.server === server)) return
   trackServer(server)
-  attached.push({ server, options })
-  setLogger(options.logger)
+  // In a worker, every line (shoal's and the cleanup hooks' errors) carries workerId, slot and generation.
+  attached.push({ server, options: { ...options, logger: setLogger(options.logger) } })
   if (!supervised && options.signals) installStandaloneSignals(options.readinessDelayMs)
   if (options.drainOnUncaught) installUncaughtHandlers()
 }
@@ -321,7 +343,10 @@ function onPrimaryMessage(raw: unknown): void {
       applyShared(message.name, message.entry)
       return
     case 'shutdown':
-      if (attached.length === 0) exit(0)
+      if (attached.length === 0) {
+        exit(0, `${message.reason}; no server to drain`)
+        return
+      }
       void shutdownWorker(message.reason, { deadlineMs: message.shutdownTimeoutMs, restart: message.restart })
       return
     case 'response':
@@ -348,7 +373,10 @@ if (supervised) {
   // SIGTERM, it drains by itself. The primary answers within its readyTimeoutMs.
   let handover: Promise<unknown> | undefined
   process.on('SIGTERM', () => {
-    if (attached.length === 0) exit(0)
+    if (attached.length === 0) {
+      exit(0, 'SIGTERM; no server to drain')
+      return
+    }
     if (handover) {
       void shutdownWorker('SIGTERM')
       return
