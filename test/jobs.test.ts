@@ -63,7 +63,7 @@ describe('jobs', () => {
     expectOncePerTick(runs)
     expect(f.count('job-event', (e) => e.outcome !== 'ok')).toBe(0)
     console.log(
-      `jobs in workers with a kill: ${runs.length} runs in 3 s; tick ${dying.n} retried ${killed?.endedAt - (killed?.startedAt ?? 0)} ms`,
+      `jobs in workers with a kill: ${runs.length} runs in 3 s; tick ${dying.n} run took ${(killed?.endedAt ?? 0) - (killed?.startedAt ?? 0)} ms`,
     )
   })
   it('with workers: 0 the single process is the cluster: jobs run there, job.inWorker is answered there', async () => {
