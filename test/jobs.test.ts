@@ -22,6 +22,8 @@ async function runsIn3s(f: Fixture): Promise<Run[]> {
 }
 
 function expectOncePerTick(runs: Run[]): void {
+  const gaps = runs.slice(1).flatMap((r, i) => (r.scheduledAt - (runs[i] as Run).scheduledAt !== 200 ? [`before run ${r.n}`] : []))
+  if (gaps.length > 0) console.log(`skipped ticks (a late timer or a long run): ${gaps.join(', ')}`)
   expect(runs.length).toBeGreaterThanOrEqual(14)
   expect(runs.length).toBeLessThanOrEqual(16)
   // never twice at once: one run at a time in the whole cluster, and in order

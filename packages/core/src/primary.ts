@@ -170,6 +170,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
 
   async #start(): Promise<this> {
     await this.#runOnPrimary()
+    // Before anything that assumes a running cluster: a bad cron expression fails start() cleanly.
+    await this.#jobs.start()
     // Round-robin everywhere: Windows' default (SCHED_NONE) lets one worker take most connections.
     cluster.schedulingPolicy = cluster.SCHED_RR
     cluster.setupPrimary({ exec: this.#opts.exec, args: this.#opts.args })
@@ -182,7 +184,6 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     })
     this.#warnAboutDeadlines()
     await this.#store.start()
-    await this.#jobs.start()
     this.#machine.start()
     this.#startHeartbeat()
     await this.#started.promise
