@@ -41,7 +41,10 @@ describe('resolveOptions', () => {
     [{ jobs: { purge: { everyMs: 100 } } }, 'Expected `jobs.purge.run` to be a function (job) => void | Promise<void>, got `undefined`'],
     [{ jobs: { purge: { run: () => {} } } }, 'Expected `jobs.purge` to be one of `everyMs` or `cron`, got `"neither"`'],
     [{ jobs: { purge: { everyMs: 100, cron: '* * * * *', run: () => {} } } }, 'got `"both"`'],
-    [{ jobs: { purge: { everyMs: 5, run: () => {} } } }, 'Expected `jobs.purge.everyMs` to be an integer number of milliseconds ≥ 10, got `5`'],
+    [
+      { jobs: { purge: { everyMs: 5, run: () => {} } } },
+      'Expected `jobs.purge.everyMs` to be an integer number of milliseconds ≥ 10, got `5`',
+    ],
     [{ jobs: { purge: { cron: '', run: () => {} } } }, 'Expected `jobs.purge.cron` to be a cron expression'],
     [{ jobs: { purge: { everyMs: 100, timeoutMs: 0, run: () => {} } } }, '`jobs.purge.timeoutMs`'],
     [{ onPrimary: 'start' }, 'Expected `onPrimary` to be a function (primary) => void | Promise<void>, got `"start"`'],
