@@ -8,14 +8,15 @@ import { Fixture, type FixtureEvent } from './helpers/fixture.js'
 type Run = FixtureEvent & { n: number; scheduledAt: number; startedAt: number; endedAt: number; maxLive: number; by: number; pid: number }
 
 /**
- * Runs in a 3 s window of the schedule, from the first run after the cluster was ready. Ticks are
- * counted by the time they were due (`scheduledAt`, on the primary's clock), not by when the test
- * process happened to read them, so a loaded machine cannot change the count — only a skipped or
- * doubled tick can.
+ * Runs in a 3 s window of the schedule, from the first tick due after the cluster was ready (before
+ * it, a job handed to workers waits for one to boot). Ticks are counted by the time they were due
+ * (`scheduledAt`, on the primary's clock), not by when the test process happened to read them, so a
+ * loaded machine cannot change the count — only a lost or doubled tick can.
  */
 async function runsIn3s(f: Fixture): Promise<Run[]> {
-  const before = f.count('job-run')
-  const first = (await f.event('job-run', () => true, before + 1)) as Run
+  await f.event('started')
+  const readyAt = Date.now() // the primary was ready before the test read its event (one machine, one clock)
+  const first = (await f.event('job-run', (e) => (e as Run).scheduledAt >= readyAt)) as Run
   const end = first.scheduledAt + 3000
   await f.event('job-run', (e) => (e as Run).scheduledAt >= end, 1, 30_000)
   return f.events.filter((e): e is Run => e.ev === 'job-run' && (e as Run).scheduledAt >= first.scheduledAt && (e as Run).scheduledAt < end)
@@ -57,7 +58,7 @@ describe('jobs', () => {
     const workers = (started.status as { workers: { pid: number }[] }).workers.map((w) => w.pid)
     const runs = await runsIn3s(f)
     const dying = await f.event('job-dying')
-    const killed = runs.find((r) => r.n === dying.n)
+    const killed = (await f.event('job-run', (e) => e.n === dying.n)) as Run
     expect(killed, `tick ${dying.n} was run`).toBeDefined()
     expect(killed?.by).not.toBe(dying.pid)
     expect(workers).toContain(killed?.by)

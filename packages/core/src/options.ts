@@ -72,7 +72,7 @@ export interface JobRun {
 /** A job run once per cluster, in the primary: every `everyMs` (fixed rate) or on a `cron` schedule. */
 export type Job = (
   | {
-      /** Runs every `everyMs` on a fixed grid from start (a long run does not shift it); the first run is `everyMs` after start. */
+      /** Runs every `everyMs` on a fixed grid from start (a long run does not shift it, a tick it overlapped runs late); the first run is `everyMs` after start. */
       everyMs: number
       cron?: never
     }

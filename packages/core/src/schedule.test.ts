@@ -18,6 +18,23 @@ function ticker(clock: Clock, over: Partial<TickerOptions<number>> & Pick<Ticker
 }
 
 describe('Ticker', () => {
+  it('a run that overruns its period: the tick that came due meanwhile runs late, at once, not lost', async () => {
+    const c = fakeClock(0)
+    let call = 0
+    const { t, outcomes } = ticker(c.clock, {
+      next: fixedRate(100, 0),
+      run: () => new Promise<number>((resolve) => c.clock.setTimer(++call === 1 ? 150 : 10, () => resolve(call))),
+    })
+    await t.start({ runNow: false })
+    await c.advance(420)
+    expect(outcomes.map((o) => [o.scheduledAt, o.startedAt])).toEqual([
+      [100, 100],
+      [200, 250],
+      [300, 300],
+      [400, 400],
+    ])
+  })
+
   it('fixed rate: 15 ticks in 3 s at 200 ms, on the grid, whatever each run takes', async () => {
     const c = fakeClock(1000)
     const { t, outcomes } = ticker(c.clock, {
@@ -78,14 +95,15 @@ describe('Ticker', () => {
     expect(maxLive).toBe(1)
   })
 
-  it('a timer that fires late runs the tick once and skips the slots it missed, not a burst', async () => {
+  it('a timer that fires late runs its tick, then the latest missed one at once, not a burst', async () => {
     const c = fakeClock(0)
     const { t, outcomes } = ticker(c.clock, { next: fixedRate(100, 0) })
     await t.start({ runNow: false })
     await c.advance(99)
     await c.advance(450, { late: true }) // the loop was blocked: the timer due at 100 fires at 450
     await c.advance(550)
-    expect(outcomes.map((o) => o.scheduledAt)).toEqual([100, 500])
+    expect(outcomes.map((o) => o.scheduledAt)).toEqual([100, 400, 500])
+    expect(outcomes[1]?.startedAt).toBe(450)
   })
 
   it('stop() cancels the next tick, aborts the running one and drops its outcome', async () => {

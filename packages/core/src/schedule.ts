@@ -141,13 +141,14 @@ export function afterEnd(everyMs: number): TickerOptions<unknown>['next'] {
 }
 
 /**
- * Fixed rate: ticks on the grid `anchor + k × everyMs`, the first slot after both the previous tick
- * and now. A run's length never shifts the grid; ticks missed while a run overran are skipped, not
- * run late in a burst.
+ * Fixed rate: ticks on the grid `anchor + k × everyMs`; a run's length never shifts the grid. A tick
+ * that came due while the previous run was still going (or while the event loop was blocked) runs
+ * late, at once, rather than being lost; of several missed ones only the latest runs, never a burst.
  */
 export function fixedRate(everyMs: number, anchor: number): TickerOptions<unknown>['next'] {
+  const slotAfter = (t: number) => anchor + (Math.floor((t - anchor) / everyMs) + 1) * everyMs
   return (previous, now) => {
-    const from = Math.max(previous, now)
-    return anchor + (Math.floor((from - anchor) / everyMs) + 1) * everyMs
+    const latestDue = slotAfter(now) - everyMs
+    return latestDue > previous ? latestDue : slotAfter(Math.max(previous, now))
   }
 }
