@@ -17,3 +17,20 @@ describe.each(['express', 'fastify'])('examples/%s', (name) => {
     expect((await f.waitForExit()).code).toBe(0)
   })
 })
+
+describe('examples/once-per-cluster', () => {
+  it('runs the job once per cluster and limits each client to 10 requests a minute across workers', async () => {
+    const server = fileURLToPath(new URL('../examples/once-per-cluster/dist/server.js', import.meta.url))
+    const f = new Fixture(server, { PORT: '0', HOST: '127.0.0.1', WORKERS: '2' })
+    await f.waitForOutput(/workers on (http:\/\/\S+)/)
+    const address = /workers on (http:\/\/\S+)/.exec(f.stdout)?.[1] ?? ''
+    const statuses: number[] = []
+    for (let i = 0; i < 11; i++) statuses.push((await get(`${address}/`)).status)
+    expect(statuses).toEqual([...Array(10).fill(200), 429])
+    await f.waitForOutput(/purged \d expired sessions[\s\S]*purged \d expired sessions/)
+    // Only the primary runs it.
+    expect(new Set([...f.stdout.matchAll(/purged \d expired sessions \(pid (\d+)\)/g)].map((m) => Number(m[1])))).toEqual(new Set([f.pid]))
+    f.signalGroup('SIGINT')
+    expect((await f.waitForExit()).code).toBe(0)
+  })
+})

@@ -1,5 +1,5 @@
 // Compiled by vitest's typecheck: the augmentation users write once types every adapter.
-import type { ClusterContext, SharedSnapshot } from '@shoal/core'
+import type { ClusterContext, ClusterOptions, JobRun, Primary, SharedSnapshot } from '@shoal/core'
 import { clustered } from '@shoal/express'
 import { clusterPlugin } from '@shoal/fastify'
 import express from 'express'
@@ -43,5 +43,15 @@ describe('SharedValues augmentation', () => {
 
   it('types the shared sources against SharedValues', () => {
     expectTypeOf<SharedSnapshot>().toEqualTypeOf<Readonly<Partial<{ usersCount: number; motto: string }>>>()
+  })
+})
+
+describe('jobs and onPrimary', () => {
+  it('types the primary hook and a job run', () => {
+    expectTypeOf<Parameters<NonNullable<ClusterOptions['onPrimary']>>[0]>().toEqualTypeOf<Primary>()
+    expectTypeOf<Parameters<NonNullable<ClusterOptions['jobs']>[string]['run']>[0]>().toEqualTypeOf<JobRun>()
+    // one of everyMs or cron, not both
+    expectTypeOf<{ everyMs: 10; cron: '* * * * *'; run: () => void }>().not.toMatchTypeOf<NonNullable<ClusterOptions['jobs']>[string]>()
+    expectTypeOf<{ cron: '0 3 * * *'; run: () => void }>().toMatchTypeOf<NonNullable<ClusterOptions['jobs']>[string]>()
   })
 })

@@ -26,6 +26,10 @@ export const codes = {
    * fails the moment the channel closes, never after its full timeout.
    */
   SHOAL_ERR_CHANNEL_CLOSED: 'SHOAL_ERR_CHANNEL_CLOSED',
+  /** A job's run threw or missed its `timeoutMs`. Logged with the job's name; the next tick still runs. */
+  SHOAL_ERR_JOB_FAILED: 'SHOAL_ERR_JOB_FAILED',
+  /** The `onPrimary` hook threw or rejected: the primary did not start and forked nothing. */
+  SHOAL_ERR_ON_PRIMARY_FAILED: 'SHOAL_ERR_ON_PRIMARY_FAILED',
 } as const
 
 export type ShoalErrorCode = keyof typeof codes

@@ -14,10 +14,14 @@ export {
 export { type DrainOptions, type DrainResult, type ServerDrain, trackServer, type UpgradeCloseCounts } from './drain.js'
 export { codes, ShoalError, type ShoalErrorCode } from './errors.js'
 export { type HealthReply, type HealthRoutes, healthFor, liveness, readiness } from './health.js'
+export { handleInWorker, type InWorkerHandler } from './in-worker.js'
+export type { JobRunReport, JobStatus } from './jobs.js'
 export { jsonLogger, type LogFn, type Logger, type LoggerOption, silentLogger, textLogger } from './logger.js'
 export {
   type AdapterOptionName,
   type ClusterOptions,
+  type Job,
+  type JobRun,
   type RequestHandler,
   type ResolvedOptions,
   resolveOptions,

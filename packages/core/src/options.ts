@@ -3,6 +3,7 @@ import type { BackoffPolicy, CrashLoopPolicy } from './backoff.js'
 import { invalidOption } from './errors.js'
 import type { HealthRoutes } from './health.js'
 import { isLogger, type Logger, type LoggerOption, resolveLogger } from './logger.js'
+import type { Primary } from './primary.js'
 import { decideWorkers, readHost, type WorkersDecision } from './sizing.js'
 
 /**
@@ -52,6 +53,44 @@ export interface WorkerInfo {
 }
 
 export type RequestHandler = (payload: unknown, worker: WorkerInfo) => unknown
+
+/** What a job's `run` is given. */
+export interface JobRun {
+  readonly name: string
+  /** When this tick was due (ms since the epoch); a late timer does not move it. */
+  readonly scheduledAt: number
+  /** Aborted when the run passes its `timeoutMs` or the cluster shuts down. */
+  readonly signal: AbortSignal
+  /**
+   * Hands the work to one live worker, answered there by `handleInWorker(cmd, handler)`; if that
+   * worker dies before it answers, another one gets it (at-least-once). Rejects with `ShoalError`
+   * like `request.cluster.request` does. `timeoutMs` defaults to the job's.
+   */
+  inWorker<T = unknown>(cmd: string, payload?: unknown, options?: { timeoutMs?: number }): Promise<T>
+}
+
+/** A job run once per cluster, in the primary: every `everyMs` (fixed rate) or on a `cron` schedule. */
+export type Job = (
+  | {
+      /** Runs every `everyMs` on a fixed grid from start (a long run does not shift it, a tick it overlapped runs late); the first run is `everyMs` after start. */
+      everyMs: number
+      cron?: never
+    }
+  | {
+      /** A cron expression (`'0 3 * * *'`, seconds optional), parsed by the optional peer dependency `croner`. */
+      cron: string
+      everyMs?: never
+    }
+) & {
+  /** Runs in the primary only, never overlapping itself. A throw is logged with the job's name; the next tick still runs. */
+  run: (job: JobRun) => unknown
+  /**
+   * A run still going after this long is logged as failed (`timeout`) and its `signal` aborted;
+   * ticks that come while it still runs are skipped.
+   * @default everyMs, at most 60_000 (cron: 60_000)
+   */
+  timeoutMs?: number
+}
 
 export interface ClusterOptions {
   /**
@@ -217,6 +256,24 @@ export interface ClusterOptions {
    * @example relayLogs: true
    */
   relayLogs?: boolean
+  /**
+   * Jobs run once per cluster — in the primary only, not in every worker — every `everyMs` or on a
+   * `cron` schedule, never overlapping themselves, with a deadline. `job.inWorker(cmd, payload)`
+   * hands the work to one live worker when it needs the app's own modules. `status().jobs` shows
+   * each one's last run. With `workers: 0` they run in this process.
+   * @default {}
+   * @example jobs: { purgeSessions: { everyMs: 60_000, run: () => db.purgeExpiredSessions() } }
+   */
+  jobs?: Record<string, Job>
+  /**
+   * Runs once in the primary, awaited, before the first fork (and before shared values and jobs
+   * start): start the primary half of a library here (a cluster rate-limit store, socket.io's cluster
+   * adapter), or subscribe to the `Primary`'s events. A throw fails `start()` with
+   * `SHOAL_ERR_ON_PRIMARY_FAILED` and nothing is forked. Never runs in a worker or with `workers: 0`.
+   * @default undefined
+   * @example onPrimary: () => new ClusterMemoryStorePrimary().init()
+   */
+  onPrimary?: (primary: Primary) => void | Promise<void>
 }
 
 export interface ResolvedOptions {
@@ -243,6 +300,8 @@ export interface ResolvedOptions {
   /** How `workers` was decided, logged once at start ("2 workers: cgroup quota 2.5 CPUs"). */
   workersDecision: WorkersDecision
   relayLogs: boolean
+  jobs: Record<string, Job>
+  onPrimary: ((primary: Primary) => void | Promise<void>) | undefined
 }
 
 /** Every option `resolveOptions` knows; anything else is a typo and rejected by name. */
@@ -268,6 +327,8 @@ export const OPTION_NAMES: readonly (keyof ClusterOptions)[] = [
   'drainOnUncaught',
   'webSocketCloseWindowMs',
   'relayLogs',
+  'jobs',
+  'onPrimary',
 ]
 const KNOWN = new Set<string>(OPTION_NAMES)
 
@@ -359,6 +420,24 @@ function resolveShared(value: unknown): Record<string, SharedSource<unknown>> {
     if (source.timeoutMs !== undefined) durationMs(`${at}.timeoutMs`, source.timeoutMs, 0, { min: 1 })
   }
   return sources as Record<string, SharedSource<unknown>>
+}
+
+function resolveJobs(value: unknown): Record<string, Job> {
+  const jobs = section('jobs', value)
+  for (const [name, job] of Object.entries(jobs)) {
+    const at = `jobs.${name}`
+    if (!isPlainObject(job)) throw invalidOption(at, '{ everyMs, run } or { cron, run }', job)
+    if (typeof job.run !== 'function') throw invalidOption(`${at}.run`, 'a function (job) => void | Promise<void>', job.run)
+    if ((job.everyMs === undefined) === (job.cron === undefined)) {
+      throw invalidOption(at, 'one of `everyMs` or `cron`', job.everyMs === undefined ? 'neither' : 'both')
+    }
+    if (job.everyMs !== undefined) durationMs(`${at}.everyMs`, job.everyMs, 0, { min: 10 })
+    if (job.cron !== undefined && (typeof job.cron !== 'string' || job.cron.trim() === '')) {
+      throw invalidOption(`${at}.cron`, "a cron expression such as '0 3 * * *'", job.cron)
+    }
+    if (job.timeoutMs !== undefined) durationMs(`${at}.timeoutMs`, job.timeoutMs, 0, { min: 1 })
+  }
+  return jobs as Record<string, Job>
 }
 
 function resolveHandlers(value: unknown): Record<string, RequestHandler> {
@@ -489,5 +568,13 @@ export function resolveOptions(input: unknown = {}): ResolvedOptions {
     webSocketCloseWindowMs: side.webSocketCloseWindowMs,
     workersDecision,
     relayLogs: resolveBoolean('relayLogs', o.relayLogs, false),
+    jobs: resolveJobs(o.jobs),
+    onPrimary: resolveOnPrimary(o.onPrimary),
   }
+}
+
+function resolveOnPrimary(value: unknown): ResolvedOptions['onPrimary'] {
+  if (value !== undefined && typeof value !== 'function')
+    throw invalidOption('onPrimary', 'a function (primary) => void | Promise<void>', value)
+  return value as ResolvedOptions['onPrimary']
 }

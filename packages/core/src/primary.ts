@@ -1,8 +1,10 @@
 import cluster, { type Worker } from 'node:cluster'
 import { EventEmitter } from 'node:events'
+import { WorkerAsks } from './ask.js'
 import { errorMessage } from './context.js'
 import { answerCommand } from './dispatch.js'
 import { codes, ShoalError } from './errors.js'
+import { type JobRunReport, type JobStatus, Jobs } from './jobs.js'
 import type { Logger } from './logger.js'
 import type { RequestHandler, ResolvedOptions } from './options.js'
 import { isShoalMessage, type PrimaryMessage, parseWorkerMessage, type WorkerMessage } from './protocol.js'
@@ -45,6 +47,8 @@ export interface ClusterStatus {
   shared: Record<string, { version: number; updatedAt: number }>
   /** How the worker count and heap were sized at start (`undefined` before `start()`). */
   sizing: { reason: string; heapMb: number | undefined; maxMemoryMb: number | undefined } | undefined
+  /** Each job's runs, failures, last run (outcome, duration) and next tick. */
+  jobs: Record<string, JobStatus>
 }
 
 export interface ReloadOutcome {
@@ -66,6 +70,8 @@ export interface PrimaryEvents {
   'reload-progress': [{ generation: number; slot: number; pid: number; done: number; total: number }]
   'reload-done': [ReloadOutcome]
   'reload-failed': [{ generation: number; slot: number; reason: string }]
+  /** A job's run settled: ok, failed or timeout, with its duration. */
+  job: [JobRunReport]
 }
 
 /** Telemetry from a worker's heartbeat answers. */
@@ -91,6 +97,9 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   /** Slots whose worker is being replaced for its memory: one replacement at a time. */
   readonly #refreshing = new Set<number>()
   readonly #store: SharedStore
+  readonly #jobs: Jobs
+  /** Work jobs hand to workers (`job.inWorker`), retried on another worker if one dies. */
+  readonly #asks: WorkerAsks
   readonly #reloads: ReloadQueue<ReloadOutcome>
   #state: ClusterStatus['state'] = 'starting'
   #starting: Promise<this> | undefined
@@ -136,6 +145,23 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     this.#store = new SharedStore(opts.shared, opts.logger, (name, entry) =>
       this.#broadcast({ shoal: 1, type: 'shared-update', name, entry }),
     )
+    this.#asks = new WorkerAsks({
+      live: () =>
+        this.#machine
+          .workers()
+          .filter((w) => w.role === 'current' && w.phase === 'ready' && this.#processes.get(w.key)?.isConnected())
+          .map((w) => w.key),
+      send: (key, message) => {
+        const worker = this.#processes.get(key)
+        return worker !== undefined && this.#send(worker, message)
+      },
+    })
+    this.#jobs = new Jobs(
+      opts.jobs,
+      opts.logger,
+      (cmd, payload, options) => this.#asks.ask(cmd, payload, options),
+      (report) => this.#publish('job', report),
+    )
     this.shared = { set: (name, value) => this.#store.set(name, value), get: (name) => this.#store.get(name) }
     this.#reloads = new ReloadQueue(() => this.#reload())
     let resolve = () => {}
@@ -152,6 +178,9 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   }
 
   async #start(): Promise<this> {
+    await this.#runOnPrimary()
+    // Before anything that assumes a running cluster: a bad cron expression fails start() cleanly.
+    await this.#jobs.start()
     // Round-robin everywhere: Windows' default (SCHED_NONE) lets one worker take most connections.
     cluster.schedulingPolicy = cluster.SCHED_RR
     this.#plan = planContainer({
@@ -219,6 +248,20 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         heapMb: this.#plan.execArgv.length > process.execArgv.length ? this.#plan.heap?.heapMb : undefined,
         maxMemoryMb: this.#plan.maxMemoryMb,
       },
+      jobs: this.#jobs.status(),
+    }
+  }
+
+  /** The `onPrimary` hook, before anything else starts: a library's primary half must exist before the first fork. */
+  async #runOnPrimary(): Promise<void> {
+    const hook = this.#opts.onPrimary
+    if (!hook) return
+    try {
+      await hook(this)
+    } catch (err) {
+      throw new ShoalError(codes.SHOAL_ERR_ON_PRIMARY_FAILED, `onPrimary failed, no worker was started: ${errorMessage(err)}`, {
+        cause: err,
+      })
     }
   }
 
@@ -254,6 +297,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     this.#state = 'stopping'
     this.#log.info({ reason, workers: this.#processes.size }, 'shutting down')
     this.#store.stop()
+    this.#jobs.stop()
+    this.#asks.stop()
     clearInterval(this.#heartbeat)
     const delayMs = this.#opts.readinessDelayMs
     if (delayMs > 0) {
@@ -344,6 +389,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         log.info({ slot, pid, address, generation }, 'worker ready')
         this.#publish('ready', { slot, workerId: key, pid: pid ?? -1, generation, address })
         if (note.allReady) this.#started.resolve()
+        this.#asks.changed()
         return
       }
       case 'ready-timeout':
@@ -353,6 +399,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         const { slot, key, pid, code, signal, planned } = note
         this.#processes.delete(key)
         this.#beats.delete(key)
+        this.#asks.gone(key)
         if (pid !== undefined) this.#publish('exit', { slot, workerId: key, pid, code, signal, planned })
         return
       }
@@ -448,6 +495,9 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         return
       case 'fatal':
         this.#machine.fatal(key, message.message)
+        return
+      case 'answer':
+        this.#asks.answered(key, message.id, message)
         return
       default:
         message satisfies never

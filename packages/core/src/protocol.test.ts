@@ -9,6 +9,11 @@ describe('parseWorkerMessage', () => {
       address: 'http://127.0.0.1:1',
     })
     expect(parseWorkerMessage({ shoal: 1, type: 'request', id: 3, cmd: 'echo', payload: [1] })).toMatchObject({ id: 3, cmd: 'echo' })
+    expect(parseWorkerMessage({ shoal: 1, type: 'answer', id: 4, ok: true, value: 7 })).toMatchObject({ id: 4, ok: true, value: 7 })
+    expect(parseWorkerMessage({ shoal: 1, type: 'answer', id: 4, ok: false, error: { code: 'X', message: 'y' } })).toMatchObject({
+      ok: false,
+      error: { code: 'X', message: 'y' },
+    })
   })
 
   it.each([
@@ -28,6 +33,10 @@ describe('parseWorkerMessage', () => {
     { shoal: 1, type: 'fatal', message: 7 },
     { shoal: 1, type: 'draining' },
     { shoal: 1, type: 'draining', deadlineMs: -5, fatal: false },
+    { shoal: 1, type: 'answer', id: 1 },
+    { shoal: 1, type: 'answer', id: -1, ok: true },
+    { shoal: 1, type: 'answer', id: 1, ok: false, error: 'boom' },
+    { shoal: 1, type: 'answer', id: 1, ok: false, error: { code: 5, message: 'x' } },
   ])('returns null for %j', (message) => {
     expect(parseWorkerMessage(message)).toBeNull()
   })

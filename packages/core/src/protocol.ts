@@ -25,6 +25,8 @@ export type PrimaryMessage =
   | { shoal: 1; type: 'response'; id: number; ok: false; error: WireError }
   | { shoal: 1; type: 'ping'; seq: number }
   | { shoal: 1; type: 'not-ready' }
+  /** A job hands its work to this worker: answered by the `handleInWorker(cmd, ...)` handler with an `answer`. */
+  | { shoal: 1; type: 'ask'; id: number; cmd: string; payload: unknown }
 
 /**
  * Worker → primary. `draining` is sent once, when the worker starts to drain for any reason (the
@@ -39,6 +41,8 @@ export type WorkerMessage =
   /** `upgraded`: open upgraded connections (WebSocket). */
   | { shoal: 1; type: 'pong'; seq: number; rssBytes: number; loopDelayMs: number; upgraded: number }
   | { shoal: 1; type: 'fatal'; message: string }
+  | { shoal: 1; type: 'answer'; id: number; ok: true; value: unknown }
+  | { shoal: 1; type: 'answer'; id: number; ok: false; error: WireError }
 
 export type PrimaryMessageType = PrimaryMessage['type']
 export type WorkerMessageType = WorkerMessage['type']
@@ -85,6 +89,14 @@ export function parseWorkerMessage(message: unknown): WorkerMessage | null {
     }
     case 'fatal':
       return typeof m.message === 'string' ? { shoal: 1, type: 'fatal', message: m.message.slice(0, 4000) } : null
+    case 'answer': {
+      if (!isCount(m.id)) return null
+      if (m.ok === true) return { shoal: 1, type: 'answer', id: m.id, ok: true, value: m.value }
+      const error = m.error
+      return m.ok === false && isRecord(error) && isShortString(error.code) && typeof error.message === 'string'
+        ? { shoal: 1, type: 'answer', id: m.id, ok: false, error: { code: error.code, message: error.message.slice(0, 4000) } }
+        : null
+    }
     default:
       return null
   }
@@ -101,6 +113,7 @@ export function parsePrimaryMessage(message: unknown): PrimaryMessage | null {
     case 'response':
     case 'ping':
     case 'not-ready':
+    case 'ask':
       return m as unknown as PrimaryMessage
     default:
       return null

@@ -3,6 +3,7 @@ import type { Server } from 'node:http'
 import { pathToFileURL } from 'node:url'
 import { errorMessage, runLocally, sharedReady, supervised } from './context.js'
 import { codes, ShoalError } from './errors.js'
+import { askInProcess, Jobs } from './jobs.js'
 import { type ClusterOptions, type ResolvedOptions, resolveOptions, WORKER_SIDE_NAMES } from './options.js'
 import { Primary } from './primary.js'
 import { SharedStore } from './shared.js'
@@ -70,6 +71,8 @@ async function startSingle(opts: ResolvedOptions): Promise<void> {
   const apply = runLocally(opts.handlers, opts.logger)
   const store = new SharedStore(opts.shared, opts.logger, apply)
   await store.start()
+  // This process is the cluster: jobs run here, and `job.inWorker` answers here.
+  await new Jobs(opts.jobs, opts.logger, askInProcess).start()
 }
 
 async function serveMain(main: WorkerMain, opts: ResolvedOptions): Promise<WorkerHandle> {

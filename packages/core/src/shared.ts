@@ -2,6 +2,7 @@ import { codes, describe, ShoalError } from './errors.js'
 import type { Logger } from './logger.js'
 import type { SharedSource } from './options.js'
 import type { SharedEntry } from './protocol.js'
+import { afterEnd, Ticker } from './schedule.js'
 import { encodeJson } from './serialize.js'
 
 /** How long startup waits for the first round of computes before forking anyway. */
@@ -19,9 +20,7 @@ export class SharedStore {
   readonly #log: Logger
   readonly #publish: Publish
   readonly #entries = new Map<string, SharedEntry & { json: string }>()
-  readonly #timers = new Set<NodeJS.Timeout>()
-  readonly #running = new Map<string, Promise<void>>()
-  #stopped = false
+  readonly #tickers: Ticker<unknown>[] = []
 
   constructor(sources: Record<string, SharedSource<unknown>>, log: Logger, publish: Publish) {
     this.#sources = sources
@@ -36,7 +35,9 @@ export class SharedStore {
       if ('value' in source) {
         this.#accept(name, source.value, 'value')
       } else {
-        first.push(this.#run(name, source))
+        const ticker = this.#ticker(name, source)
+        this.#tickers.push(ticker)
+        first.push(ticker.start({ runNow: true }))
       }
     }
     if (first.length === 0) return
@@ -50,9 +51,7 @@ export class SharedStore {
   }
 
   stop(): void {
-    this.#stopped = true
-    for (const t of this.#timers) clearTimeout(t)
-    this.#timers.clear()
+    for (const ticker of this.#tickers) ticker.stop()
   }
 
   /** Every current entry, for a new worker's snapshot. */
@@ -95,49 +94,22 @@ export class SharedStore {
     this.#publish(name, entry)
   }
 
-  async #run(name: string, source: Extract<SharedSource<unknown>, { compute: unknown }>): Promise<void> {
-    if (this.#running.has(name)) {
-      this.#log.warn({ name }, 'shared compute still running from the previous tick, skipped')
-      this.#schedule(name, source)
-      return
-    }
-    const timeoutMs = source.timeoutMs ?? Math.min(source.everyMs, MAX_COMPUTE_TIMEOUT_MS)
-    const computing = (async () => source.compute())()
-    const settled = computing.then(
-      () => {},
-      () => {},
-    )
-    this.#running.set(name, settled)
-    void settled.then(() => this.#running.delete(name))
-
-    let timer: NodeJS.Timeout | undefined
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs)
-      timer.unref()
-    })
-    try {
-      const value = await Promise.race([computing, deadline])
-      if (!this.#stopped) this.#accept(name, value, 'compute')
-    } catch (err) {
-      if (!this.#stopped) {
+  #ticker(name: string, source: Extract<SharedSource<unknown>, { compute: unknown }>): Ticker<unknown> {
+    return new Ticker<unknown>({
+      next: afterEnd(source.everyMs),
+      timeoutMs: source.timeoutMs ?? Math.min(source.everyMs, MAX_COMPUTE_TIMEOUT_MS),
+      run: () => source.compute(),
+      settled: (outcome) => {
+        if (outcome.ok) {
+          this.#accept(name, outcome.value, 'compute')
+          return
+        }
+        const { error: err } = outcome
         const error = new ShoalError(codes.SHOAL_ERR_COMPUTE_FAILED, `compute for shared value "${name}" failed`, { cause: err })
         this.#log.error({ name, err: err instanceof Error ? err : describe(err) }, `${error.message}, last good value kept`)
-      }
-    } finally {
-      // Every path, whatever happened above, keeps the source on its schedule.
-      clearTimeout(timer)
-      this.#schedule(name, source)
-    }
-  }
-
-  #schedule(name: string, source: Extract<SharedSource<unknown>, { compute: unknown }>): void {
-    if (this.#stopped) return
-    const timer = setTimeout(() => {
-      this.#timers.delete(timer)
-      void this.#run(name, source)
-    }, source.everyMs)
-    timer.unref()
-    this.#timers.add(timer)
+      },
+      skipped: () => this.#log.warn({ name }, 'shared compute still running from the previous tick, skipped'),
+    })
   }
 }
 

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { abortDraining, applyShared, context, getLogger, send, setLogger, settleResponse, sharedArrived, supervised } from './context.js'
 import { trackServer } from './drain.js'
+import { runInWorker } from './in-worker.js'
 import { flushLogger, type Logger } from './logger.js'
 import { type PrimaryMessage, parsePrimaryMessage } from './protocol.js'
 import type { DrainReason } from './upgrade.js'
@@ -358,6 +359,11 @@ function onPrimaryMessage(raw: unknown): void {
     case 'not-ready':
       markUnready()
       return
+    case 'ask': {
+      const { id } = message
+      void runInWorker(message.cmd, message.payload).then((answer) => send({ shoal: 1, type: 'answer', id, ...answer }))
+      return
+    }
     default:
       message satisfies never
   }
