@@ -22,7 +22,7 @@ declare global {
   }
 }
 
-export type { ClusterContext, ClusterHandle, ClusterOptions } from '@shoal/core'
+export type { ClusterContext, ClusterHandle, ClusterOptions, SharedSnapshot, SharedValues } from '@shoal/core'
 
 /**
  * Defines `req.cluster` once, as a getter on Express's base request prototype (the one every app's

@@ -29,7 +29,7 @@ declare module 'fastify' {
   }
 }
 
-export type { ClusterContext, ClusterHandle, ClusterOptions } from '@shoal/core'
+export type { ClusterContext, ClusterHandle, ClusterOptions, SharedSnapshot, SharedValues } from '@shoal/core'
 
 /** The opt-in health routes, and the drain options for an app started with a plain `app.listen()`. */
 export type ClusterPluginOptions = HealthRoutes & WorkerSideOptions
