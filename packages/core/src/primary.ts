@@ -91,6 +91,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   #heartbeat: NodeJS.Timeout | undefined
   #seq = 0
   #started: { resolve: () => void; promise: Promise<void> }
+  /** Why start() rejects, once the cluster it began is down (a worker could not listen). */
+  #startError: ShoalError | undefined
 
   /**
    * Commands every worker may send without a user handler. `shoal:reload` starts a rolling reload
@@ -158,6 +160,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     this.#machine.start()
     this.#startHeartbeat()
     await this.#started.promise
+    if (this.#startError) throw this.#startError
     if (this.#state === 'starting') {
       this.#state = 'running'
       this.#log.info({ workers: this.#machine.size, pid: process.pid }, 'cluster ready')
@@ -415,9 +418,24 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       case 'fatal':
         this.#machine.fatal(key, message.message)
         return
+      case 'listen-failed':
+        this.#machine.fatal(key, message.message)
+        this.#listenFailed(message.message)
+        return
       default:
         message satisfies never
     }
+  }
+
+  /**
+   * A worker could not listen while the cluster starts (a port in use, no permission): no respawn can
+   * fix that, so say it once, stop the cluster, and let start() reject. Later it is a failed boot.
+   */
+  #listenFailed(message: string): void {
+    if (this.#state !== 'starting' || this.#startError) return
+    this.#startError = new ShoalError(codes.SHOAL_ERR_LISTEN, message)
+    this.#log.error({ pid: process.pid }, `${message}; stopping the cluster`)
+    void this.shutdown('listen-failed')
   }
 
   async #answer(worker: Worker, id: number, cmd: string, payload: unknown): Promise<void> {

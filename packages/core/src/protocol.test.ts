@@ -9,6 +9,12 @@ describe('parseWorkerMessage', () => {
       address: 'http://127.0.0.1:1',
     })
     expect(parseWorkerMessage({ shoal: 1, type: 'request', id: 3, cmd: 'echo', payload: [1] })).toMatchObject({ id: 3, cmd: 'echo' })
+    expect(parseWorkerMessage({ shoal: 1, type: 'listen-failed', code: 'EADDRINUSE', message: 'port 3000 is already in use' })).toEqual({
+      shoal: 1,
+      type: 'listen-failed',
+      code: 'EADDRINUSE',
+      message: 'port 3000 is already in use',
+    })
   })
 
   it.each([
@@ -28,6 +34,7 @@ describe('parseWorkerMessage', () => {
     { shoal: 1, type: 'fatal', message: 7 },
     { shoal: 1, type: 'draining' },
     { shoal: 1, type: 'draining', deadlineMs: -5, fatal: false },
+    { shoal: 1, type: 'listen-failed', message: 'x' },
   ])('returns null for %j', (message) => {
     expect(parseWorkerMessage(message)).toBeNull()
   })

@@ -37,6 +37,8 @@ export type WorkerMessage =
   | { shoal: 1; type: 'request'; id: number; cmd: string; payload: unknown }
   | { shoal: 1; type: 'pong'; seq: number; rssBytes: number; loopDelayMs: number }
   | { shoal: 1; type: 'fatal'; message: string }
+  /** The server could not listen (EADDRINUSE, EACCES): no respawn can fix it, so the primary gives up at once. */
+  | { shoal: 1; type: 'listen-failed'; code: string; message: string }
 
 export type PrimaryMessageType = PrimaryMessage['type']
 export type WorkerMessageType = WorkerMessage['type']
@@ -83,6 +85,10 @@ export function parseWorkerMessage(message: unknown): WorkerMessage | null {
     }
     case 'fatal':
       return typeof m.message === 'string' ? { shoal: 1, type: 'fatal', message: m.message.slice(0, 4000) } : null
+    case 'listen-failed':
+      return isShortString(m.code) && isShortString(m.message)
+        ? { shoal: 1, type: 'listen-failed', code: m.code, message: m.message }
+        : null
     default:
       return null
   }

@@ -6,7 +6,7 @@ import { codes, ShoalError } from './errors.js'
 import { type ClusterOptions, type ResolvedOptions, resolveOptions, WORKER_SIDE_NAMES } from './options.js'
 import { Primary } from './primary.js'
 import { SharedStore } from './shared.js'
-import { attachServer, failBoot, formatAddress, reportReady, shutdownWorker } from './worker.js'
+import { attachServer, failListen, formatAddress, reportReady, shutdownWorker } from './worker.js'
 
 /** What `runCluster` / `clusteredListen` resolve to in a worker, or in a single process (`workers: 0`). */
 export interface WorkerHandle {
@@ -87,15 +87,26 @@ async function serveMain(main: WorkerMain, opts: ResolvedOptions): Promise<Worke
   try {
     await main.listen()
   } catch (err) {
-    const error = new ShoalError(codes.SHOAL_ERR_LISTEN, `could not listen: ${errorMessage(err)}`, { cause: err })
-    // A worker that cannot listen is a failed boot: the worker's owner says why, exits, and the primary counts it.
-    if (supervised) failBoot(error)
-    throw error
+    const { code, message } = listenError(err)
+    // The primary says why, once, and gives up while it starts: no respawn frees a port.
+    if (supervised) failListen(code, message)
+    throw new ShoalError(codes.SHOAL_ERR_LISTEN, message, { cause: err })
   }
   const address = formatAddress(main.server.address())
   if (supervised) reportReady(address)
   else opts.logger.info({ address, pid: process.pid }, 'listening (single process)')
   return { role: supervised ? 'worker' : 'single', address, close: () => shutdownWorker('api') }
+}
+
+/** "port 3000 is already in use (127.0.0.1:3000)" from a listen error (node:net's, or node:cluster's bind error in a worker). */
+export function listenError(err: unknown): { code: string; message: string } {
+  const e = (err ?? {}) as { code?: unknown; port?: unknown; address?: unknown }
+  const code = typeof e.code === 'string' ? e.code : 'UNKNOWN'
+  const port = typeof e.port === 'number' ? e.port : undefined
+  const where = port === undefined ? '' : ` (${typeof e.address === 'string' ? e.address : 'all interfaces'}:${port})`
+  if (port !== undefined && code === 'EADDRINUSE') return { code, message: `port ${port} is already in use${where}` }
+  if (port !== undefined && code === 'EACCES') return { code, message: `no permission to listen on port ${port}${where}` }
+  return { code, message: `could not listen: ${errorMessage(err)}` }
 }
 
 export interface ListenOptions {

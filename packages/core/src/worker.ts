@@ -243,6 +243,15 @@ export function reportFatal(message: string): void {
   send({ shoal: 1, type: 'fatal', message })
 }
 
+/**
+ * The server could not listen: tell the primary (it says why, once, and stops the cluster while it
+ * starts: a respawn cannot free a port) and exit 1 without a stack of our own.
+ */
+export function failListen(code: string, message: string): never {
+  send({ shoal: 1, type: 'listen-failed', code, message })
+  return exit(1)
+}
+
 /** Tells the primary this worker listens and is ready for traffic (no-op without a primary). */
 export function reportReady(address: string): void {
   send({ shoal: 1, type: 'ready', address })
