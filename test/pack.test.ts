@@ -173,7 +173,9 @@ describe.skipIf(offline !== undefined)('the packed packages in fresh apps', () =
   it('ships dist, README and LICENSE, no source maps, and a caret range on core', async () => {
     for (const p of PACKAGES) {
       const files = (await sh(base, 'tar', ['tzf', join(tarballs, `shoal-${p}-0.1.0.tgz`)])).split('\n').filter(Boolean)
-      expect(files).toEqual(expect.arrayContaining(['package/README.md', 'package/LICENSE', 'package/dist/index.js', 'package/dist/index.d.ts']))
+      expect(files).toEqual(
+        expect.arrayContaining(['package/README.md', 'package/LICENSE', 'package/dist/index.js', 'package/dist/index.d.ts']),
+      )
       expect(files.filter((f) => f.endsWith('.map'))).toEqual([])
     }
     const manifestText = await sh(base, 'tar', ['xzOf', join(tarballs, 'shoal-fastify-0.1.0.tgz'), 'package/package.json'])
@@ -209,12 +211,16 @@ console.log(JSON.stringify([fs.realpathSync(fromApp), fs.realpathSync(fromAdapte
       expect(real.size).toBe(1)
     }, 120_000)
 
-    it.each(['nodenext', 'bundler'])('compiles the Fastify app with TypeScript 5 under %s (only @shoal/fastify installed) and runs it', async (mode) => {
-      const cwd = apps(pm, 'fastify')
-      const version = await sh(cwd, join(cwd, 'node_modules/.bin/tsc'), ['--version'])
-      expect(version).toMatch(/Version 5\./)
-      await sh(cwd, join(cwd, 'node_modules/.bin/tsc'), ['-p', `tsconfig.${mode}.json`])
-      await serves(`out-${mode}/server.js`, cwd, { app: 'ts', workerId: 1 })
-    }, 120_000)
+    it.each(['nodenext', 'bundler'])(
+      'compiles the Fastify app with TypeScript 5 under %s (only @shoal/fastify installed) and runs it',
+      async (mode) => {
+        const cwd = apps(pm, 'fastify')
+        const version = await sh(cwd, join(cwd, 'node_modules/.bin/tsc'), ['--version'])
+        expect(version).toMatch(/Version 5\./)
+        await sh(cwd, join(cwd, 'node_modules/.bin/tsc'), ['-p', `tsconfig.${mode}.json`])
+        await serves(`out-${mode}/server.js`, cwd, { app: 'ts', workerId: 1 })
+      },
+      120_000,
+    )
   })
 })

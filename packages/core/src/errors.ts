@@ -26,6 +26,8 @@ export const codes = {
    * fails the moment the channel closes, never after its full timeout.
    */
   SHOAL_ERR_CHANNEL_CLOSED: 'SHOAL_ERR_CHANNEL_CLOSED',
+  /** `clusteredListen` / `runCluster` was called a second time in one process; the message names the first call. */
+  SHOAL_ERR_ALREADY_STARTED: 'SHOAL_ERR_ALREADY_STARTED',
 } as const
 
 export type ShoalErrorCode = keyof typeof codes

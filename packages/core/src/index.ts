@@ -43,6 +43,7 @@ export {
   createPrimary,
   type ListenOptions,
   listen,
+  listenOptionsFrom,
   runCluster,
   serve,
   type WorkerHandle,

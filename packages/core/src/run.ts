@@ -2,7 +2,7 @@ import cluster from 'node:cluster'
 import type { Server } from 'node:http'
 import { pathToFileURL } from 'node:url'
 import { errorMessage, runLocally, sharedReady, supervised } from './context.js'
-import { codes, ShoalError } from './errors.js'
+import { codes, invalidOption, ShoalError } from './errors.js'
 import { type ClusterOptions, type ResolvedOptions, resolveOptions, WORKER_SIDE_NAMES } from './options.js'
 import { Primary } from './primary.js'
 import { SharedStore } from './shared.js'
@@ -31,6 +31,8 @@ export interface WorkerMain {
 }
 
 let singleStarted = false
+/** Where runCluster was first called in this process, for the error a second call gets. */
+let firstCall: string | undefined
 
 /**
  * Runs the cluster. In the primary: validates options, computes shared values, forks `workers` of
@@ -40,6 +42,21 @@ let singleStarted = false
  */
 export async function runCluster(options: ClusterOptions = {}, main?: () => WorkerMain | Promise<WorkerMain>): Promise<ClusterHandle> {
   const opts = resolveOptions(options)
+  if (firstCall !== undefined)
+    throw new ShoalError(
+      codes.SHOAL_ERR_ALREADY_STARTED,
+      `clusteredListen() / runCluster() was already called in this process (first at ${firstCall}); call it once, for one server`,
+    )
+  firstCall = callSite()
+  try {
+    return await run(opts, main)
+  } catch (err) {
+    firstCall = undefined // a start that failed (a port in use) may be retried
+    throw err
+  }
+}
+
+async function run(opts: ResolvedOptions, main: (() => WorkerMain | Promise<WorkerMain>) | undefined): Promise<ClusterHandle> {
   if (supervised) {
     if (!main)
       throw new ShoalError(
@@ -53,6 +70,30 @@ export async function runCluster(options: ClusterOptions = {}, main?: () => Work
   if (main) return serveMain(await main(), opts)
   await import(pathToFileURL(opts.exec).href)
   return { role: 'single', address: 'unknown', close: () => shutdownWorker('api') }
+}
+
+/** The first stack frame outside shoal's own packages and Node's internals: the user's call. */
+function callSite(): string {
+  const own = /[\\/](?:@shoal|packages)[\\/](?:core|express|fastify)[\\/]dist[\\/]|\(node:|at node:/
+  const frame = (new Error().stack ?? '')
+    .split('\n')
+    .slice(1)
+    .find((line) => !own.test(line))
+  const where = frame?.match(/\((.*)\)\s*$/)?.[1] ?? frame?.trim().replace(/^at (?:async )?/, '')
+  return where ?? 'unknown'
+}
+
+/**
+ * The adapters' port argument, checked before anything forks: `3000`, `'3000'` (`process.env.PORT`)
+ * or an options object (`{ port, host }`). Anything else throws SHOAL_ERR_INVALID_OPTION naming `port`.
+ * @example listenOptionsFrom(process.env.PORT) // { port: 3000 }
+ */
+export function listenOptionsFrom<T extends object>(value: number | string | T | undefined): T | { port: number } {
+  if (typeof value === 'number' || (typeof value === 'string' && /^\d+$/.test(value))) {
+    const port = Number(value)
+    if (Number.isInteger(port) && port <= 65535) return { port }
+  } else if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value
+  throw invalidOption('port', 'a port number (0 to 65535), a string of digits (process.env.PORT) or { port, host }', value)
 }
 
 /**
