@@ -109,3 +109,27 @@ describe('Express without app.use(clustered())', () => {
     expect(rejected.message).toContain('app.use(clustered())')
   })
 })
+
+describe('logging through the app’s pino (logger: app.log)', () => {
+  it('writes one "pid" key per line: pino’s own; another process’s pid is workerPid', async () => {
+    const { default: Fastify } = await import('fastify')
+    const { Writable } = await import('node:stream')
+    const lines: string[] = []
+    const stream = new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(String(chunk))
+        done()
+      },
+    })
+    const app = Fastify({ logger: { stream } })
+    const { resolveOptions } = await import('@shoal/core')
+    const log = resolveOptions({ logger: app.log }).logger
+    log.info({ pid: process.pid, workers: 2 }, 'shutting down')
+    log.info({ slot: 0, pid: 4242 }, 'worker ready')
+    expect(lines).toHaveLength(2)
+    for (const line of lines) expect(line.match(/"pid":/g)).toHaveLength(1)
+    expect(JSON.parse(lines[0] ?? '')).toMatchObject({ pid: process.pid, workers: 2, msg: 'shutting down' })
+    expect(JSON.parse(lines[1] ?? '')).toMatchObject({ pid: process.pid, workerPid: 4242, slot: 0, msg: 'worker ready' })
+    await app.close()
+  })
+})
