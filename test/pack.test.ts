@@ -145,8 +145,8 @@ describe.skipIf(offline !== undefined)('the packed packages in fresh apps', () =
           'package.json': manifest(pm, tarballs, {
             '@shoal/express': pkg('express'),
             '@shoal/core': pkg('core'),
-            express: '^5.0.0',
-            '@types/express': '^5.0.0',
+            // Both majors of the peer range: Express 4 (still most apps) with npm, Express 5 with pnpm.
+            ...(pm === 'npm' ? { express: '~4.21.0', '@types/express': '^4.17.0' } : { express: '^5.0.0', '@types/express': '^5.0.0' }),
             ...ts,
           }),
           'server.cjs': expressCjs,
@@ -168,6 +168,12 @@ describe.skipIf(offline !== undefined)('the packed packages in fresh apps', () =
 
   afterAll(() => {
     if (base) rmSync(base, { recursive: true, force: true })
+  })
+
+  it('installs Express 4 with npm and Express 5 with pnpm', async () => {
+    const version = (pm: Pm) => sh(apps(pm, 'express'), process.execPath, ['-p', "require('express/package.json').version"])
+    expect(await version('npm')).toMatch(/^4\.21\./)
+    expect(await version('pnpm')).toMatch(/^5\./)
   })
 
   it('ships dist, README and LICENSE, no source maps, and a caret range on core', async () => {

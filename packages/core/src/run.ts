@@ -139,12 +139,12 @@ async function serveMain(main: WorkerMain, opts: ResolvedOptions): Promise<Worke
   return { role: supervised ? 'worker' : 'single', address, close: () => shutdownWorker('api') }
 }
 
-/** "port 3000 is already in use (127.0.0.1:3000)" from a listen error (node:net's, or node:cluster's bind error in a worker). */
+/** "port 3000 is already in use (127.0.0.1:3000)" from a listen error (node:net's, or node:cluster's bind error in a worker, which has no address when no host was given). */
 export function listenError(err: unknown): { code: string; message: string } {
   const e = (err ?? {}) as { code?: unknown; port?: unknown; address?: unknown }
   const code = typeof e.code === 'string' ? e.code : 'UNKNOWN'
   const port = typeof e.port === 'number' ? e.port : undefined
-  const where = port === undefined ? '' : ` (${typeof e.address === 'string' ? e.address : 'all interfaces'}:${port})`
+  const where = typeof e.address === 'string' ? ` (${e.address}:${port})` : ''
   if (port !== undefined && code === 'EADDRINUSE') return { code, message: `port ${port} is already in use${where}` }
   if (port !== undefined && code === 'EACCES') return { code, message: `no permission to listen on port ${port}${where}` }
   return { code, message: `could not listen: ${errorMessage(err)}` }

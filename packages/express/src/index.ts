@@ -103,9 +103,14 @@ function notAFactory(): ShoalError {
   )
 }
 
-/** The app's middleware layers: `app.router` in Express 5, `app._router` in Express 4. */
+/** The app's middleware layers: `app._router` in Express 4, `app.router` in Express 5. */
 function routerStack(app: object): { handle?: unknown }[] {
-  const { router, _router } = app as { router?: { stack?: unknown }; _router?: { stack?: unknown } }
-  const stack = (_router ?? router)?.stack
-  return Array.isArray(stack) ? stack : []
+  const a = app as { router?: { stack?: unknown }; _router?: { stack?: unknown } }
+  let router: { stack?: unknown } | undefined
+  try {
+    router = a._router ?? a.router // Express 4's app.router is a getter that throws
+  } catch {
+    return []
+  }
+  return Array.isArray(router?.stack) ? router.stack : []
 }
