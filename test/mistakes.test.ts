@@ -47,6 +47,14 @@ describe('port already in use, clustered', () => {
     expect(f.stderr.match(/already in use/g)?.length).toBe(2) // shoal's line + Node's print of the uncaught rejection
     expect(f.stderr).not.toMatch(/could not listen/)
   })
+
+  it('rejects at once with a readiness delay too: nothing was ready, so there is nothing to keep serving', async () => {
+    const port = await takenPort()
+    const f = new Fixture('mistakes.mjs', { MISTAKE: 'port-in-use', PORT: String(port), WORKERS: '2', READINESS_DELAY_MS: '20000' })
+    const rejected = await f.event('rejected', undefined, 1, 30_000)
+    expect(rejected).toMatchObject({ code: 'SHOAL_ERR_LISTEN', workersLeft: 0 })
+    expect(rejected.ms).toBeLessThan(10_000)
+  })
 })
 
 async function rejects(mistake: string, env: Record<string, string> = {}) {

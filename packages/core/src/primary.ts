@@ -229,7 +229,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     this.#log.info({ reason, workers: this.#processes.size }, 'shutting down')
     this.#store.stop()
     clearInterval(this.#heartbeat)
-    const delayMs = this.#opts.readinessDelayMs
+    // A start that failed to listen has no traffic to hand over, and respawns would run meanwhile.
+    const delayMs = reason === 'listen-failed' ? 0 : this.#opts.readinessDelayMs
     if (delayMs > 0) {
       // Readiness turns 503 everywhere while the listeners stay open, so the platform's endpoint
       // update lands before any connection is refused.
