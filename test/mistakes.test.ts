@@ -141,3 +141,29 @@ describe('logging through the app’s pino (logger: app.log)', () => {
     await app.close()
   })
 })
+
+describe('app.use(clustered) with a plain app.listen()', () => {
+  it('each request fails with the message saying how to use it (500), never hangs', async () => {
+    const { default: express } = await import('express')
+    const { clustered } = await import('@shoal/express')
+    const errors: unknown[] = []
+    const app = express()
+    app.use(clustered as never)
+    app.get('/', (_req, res) => {
+      res.send('ok')
+    })
+    app.use((err: unknown, _req: unknown, res: { status(n: number): { end(): void } }, _next: unknown) => {
+      errors.push(err)
+      res.status(500).end()
+    })
+    const server = app.listen(0, '127.0.0.1')
+    await new Promise((resolve) => server.once('listening', resolve))
+    try {
+      const res = await fetch(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}/`, { signal: AbortSignal.timeout(5000) })
+      expect(res.status).toBe(500)
+      expect(errors[0]).toMatchObject({ code: 'SHOAL_ERR_INVALID_OPTION', message: expect.stringContaining('app.use(clustered())') })
+    } finally {
+      server.close()
+    }
+  })
+})
