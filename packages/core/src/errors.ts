@@ -30,6 +30,8 @@ export const codes = {
   SHOAL_ERR_JOB_FAILED: 'SHOAL_ERR_JOB_FAILED',
   /** The `onPrimary` hook threw or rejected: the primary did not start and forked nothing. */
   SHOAL_ERR_ON_PRIMARY_FAILED: 'SHOAL_ERR_ON_PRIMARY_FAILED',
+  /** `clusteredListen` / `runCluster` was called a second time in one process; the message names the first call. */
+  SHOAL_ERR_ALREADY_STARTED: 'SHOAL_ERR_ALREADY_STARTED',
 } as const
 
 export type ShoalErrorCode = keyof typeof codes

@@ -48,6 +48,7 @@ export {
   createPrimary,
   type ListenOptions,
   listen,
+  listenOptionsFrom,
   runCluster,
   serve,
   type WorkerHandle,

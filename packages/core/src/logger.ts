@@ -137,7 +137,24 @@ export function resolveLogger(option: LoggerOption | undefined): Logger {
   if (option === undefined || option === 'text') return textLogger()
   if (option === 'json') return jsonLogger()
   if (option === 'silent') return silentLogger
-  return option
+  return ownPidOnce(option)
+}
+
+/**
+ * The app's logger (pino) writes this process's `pid` on every line already: a second `pid` key is
+ * dropped, and another process's pid (a worker's, logged by the primary) is written as `workerPid`.
+ */
+function ownPidOnce(logger: Logger): Logger {
+  const at =
+    (level: Level): LogFn =>
+    (...args: [object | string, string?]) => {
+      const [first, msg] = args
+      if (typeof first !== 'object' || first === null || !('pid' in first)) return logger[level](...(args as [object, string?]))
+      const { pid, ...rest } = first as Record<string, unknown>
+      const fields = pid === process.pid ? rest : { ...rest, workerPid: pid }
+      return msg === undefined ? logger[level](fields) : logger[level](fields, msg)
+    }
+  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }
 }
 
 export function isLogger(value: unknown): value is Logger {

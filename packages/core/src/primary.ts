@@ -109,6 +109,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   #started: { resolve: () => void; promise: Promise<void> }
   /** Worker count, heap share and memory ceiling as sized for this machine or container, at start. */
   #plan: ContainerPlan | undefined
+  /** Why start() rejects, once the cluster it began is down (a worker could not listen). */
+  #startError: ShoalError | undefined
 
   /**
    * Commands every worker may send without a user handler. `shoal:reload` starts a rolling reload
@@ -210,6 +212,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     this.#machine.start()
     this.#startHeartbeat()
     await this.#started.promise
+    if (this.#startError) throw this.#startError
     if (this.#state === 'starting') {
       this.#state = 'running'
       this.#log.info({ workers: this.#machine.size, pid: process.pid }, 'cluster ready')
@@ -300,7 +303,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     this.#jobs.stop()
     this.#asks.stop()
     clearInterval(this.#heartbeat)
-    const delayMs = this.#opts.readinessDelayMs
+    // A start that failed to listen has no traffic to hand over, and respawns would run meanwhile.
+    const delayMs = reason === 'listen-failed' ? 0 : this.#opts.readinessDelayMs
     if (delayMs > 0) {
       // Readiness turns 503 everywhere while the listeners stay open, so the platform's endpoint
       // update lands before any connection is refused.
@@ -308,7 +312,9 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       this.#log.info({ readinessDelayMs: delayMs }, 'readiness is 503, draining after the readiness delay')
       await new Promise((resolve) => setTimeout(resolve, delayMs))
     }
-    const code = await this.#machine.shutdown(reason)
+    const drained = await this.#machine.shutdown(reason)
+    // A cluster stopped by the crash-loop breaker or a failed listen at start failed, however cleanly it drained.
+    const code = reason === 'crash-loop' || this.#startError ? 1 : drained
     this.#log.info({ reason, code }, 'cluster stopped')
     this.#publish('shutdown', { reason, code })
     this.#started.resolve()
@@ -430,7 +436,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
           `crash loop: workers keep dying (weight ${crashWeight} ≥ ${maxCrashes} within ${windowMs} ms), not forking again; last error: ${lastError}`,
         )
         this.#publish('crash-loop', { crashWeight, windowMs, lastError })
-        void this.shutdown('crash-loop').then(() => process.exit(1))
+        void this.shutdown('crash-loop').then((code) => process.exit(code))
         return
       }
       default:
@@ -499,9 +505,24 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       case 'answer':
         this.#asks.answered(key, message.id, message)
         return
+      case 'listen-failed':
+        this.#machine.fatal(key, message.message)
+        this.#listenFailed(message.message)
+        return
       default:
         message satisfies never
     }
+  }
+
+  /**
+   * A worker could not listen while the cluster starts (a port in use, no permission): no respawn can
+   * fix that, so say it once, stop the cluster, and let start() reject. Later it is a failed boot.
+   */
+  #listenFailed(message: string): void {
+    if (this.#state !== 'starting' || this.#startError) return
+    this.#startError = new ShoalError(codes.SHOAL_ERR_LISTEN, message)
+    this.#log.error({ pid: process.pid }, `${message}; stopping the cluster`)
+    void this.shutdown('listen-failed')
   }
 
   async #answer(worker: Worker, id: number, cmd: string, payload: unknown): Promise<void> {

@@ -14,6 +14,12 @@ describe('parseWorkerMessage', () => {
       ok: false,
       error: { code: 'X', message: 'y' },
     })
+    expect(parseWorkerMessage({ shoal: 1, type: 'listen-failed', code: 'EADDRINUSE', message: 'port 3000 is already in use' })).toEqual({
+      shoal: 1,
+      type: 'listen-failed',
+      code: 'EADDRINUSE',
+      message: 'port 3000 is already in use',
+    })
   })
 
   it.each([
@@ -37,6 +43,7 @@ describe('parseWorkerMessage', () => {
     { shoal: 1, type: 'answer', id: -1, ok: true },
     { shoal: 1, type: 'answer', id: 1, ok: false, error: 'boom' },
     { shoal: 1, type: 'answer', id: 1, ok: false, error: { code: 5, message: 'x' } },
+    { shoal: 1, type: 'listen-failed', message: 'x' },
   ])('returns null for %j', (message) => {
     expect(parseWorkerMessage(message)).toBeNull()
   })

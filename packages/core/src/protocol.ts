@@ -43,6 +43,8 @@ export type WorkerMessage =
   | { shoal: 1; type: 'fatal'; message: string }
   | { shoal: 1; type: 'answer'; id: number; ok: true; value: unknown }
   | { shoal: 1; type: 'answer'; id: number; ok: false; error: WireError }
+  /** The server could not listen (EADDRINUSE, EACCES): no respawn can fix it, so the primary gives up at once. */
+  | { shoal: 1; type: 'listen-failed'; code: string; message: string }
 
 export type PrimaryMessageType = PrimaryMessage['type']
 export type WorkerMessageType = WorkerMessage['type']
@@ -97,6 +99,10 @@ export function parseWorkerMessage(message: unknown): WorkerMessage | null {
         ? { shoal: 1, type: 'answer', id: m.id, ok: false, error: { code: error.code, message: error.message.slice(0, 4000) } }
         : null
     }
+    case 'listen-failed':
+      return isShortString(m.code) && isShortString(m.message)
+        ? { shoal: 1, type: 'listen-failed', code: m.code, message: m.message }
+        : null
     default:
       return null
   }

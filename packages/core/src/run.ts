@@ -2,12 +2,12 @@ import cluster from 'node:cluster'
 import type { Server } from 'node:http'
 import { pathToFileURL } from 'node:url'
 import { errorMessage, runLocally, sharedReady, supervised } from './context.js'
-import { codes, ShoalError } from './errors.js'
+import { codes, invalidOption, ShoalError } from './errors.js'
 import { askInProcess, Jobs } from './jobs.js'
 import { type ClusterOptions, type ResolvedOptions, resolveOptions, WORKER_SIDE_NAMES } from './options.js'
 import { Primary } from './primary.js'
 import { SharedStore } from './shared.js'
-import { attachServer, failBoot, formatAddress, reportReady, shutdownWorker } from './worker.js'
+import { attachServer, failListen, formatAddress, reportReady, shutdownWorker } from './worker.js'
 
 /** What `runCluster` / `clusteredListen` resolve to in a worker, or in a single process (`workers: 0`). */
 export interface WorkerHandle {
@@ -32,6 +32,8 @@ export interface WorkerMain {
 }
 
 let singleStarted = false
+/** Where runCluster was first called in this process, for the error a second call gets. */
+let firstCall: string | undefined
 
 /**
  * Runs the cluster. In the primary: validates options, computes shared values, forks `workers` of
@@ -41,6 +43,21 @@ let singleStarted = false
  */
 export async function runCluster(options: ClusterOptions = {}, main?: () => WorkerMain | Promise<WorkerMain>): Promise<ClusterHandle> {
   const opts = resolveOptions(options)
+  if (firstCall !== undefined)
+    throw new ShoalError(
+      codes.SHOAL_ERR_ALREADY_STARTED,
+      `clusteredListen() / runCluster() was already called in this process (first at ${firstCall}); call it once, for one server`,
+    )
+  firstCall = callSite()
+  try {
+    return await run(opts, main)
+  } catch (err) {
+    firstCall = undefined // a start that failed (a port in use) may be retried
+    throw err
+  }
+}
+
+async function run(opts: ResolvedOptions, main: (() => WorkerMain | Promise<WorkerMain>) | undefined): Promise<ClusterHandle> {
   if (supervised) {
     if (!main)
       throw new ShoalError(
@@ -54,6 +71,30 @@ export async function runCluster(options: ClusterOptions = {}, main?: () => Work
   if (main) return serveMain(await main(), opts)
   await import(pathToFileURL(opts.exec).href)
   return { role: 'single', address: 'unknown', close: () => shutdownWorker('api') }
+}
+
+/** The first stack frame outside shoal's own packages and Node's internals: the user's call. */
+function callSite(): string {
+  const own = /[\\/](?:@shoal|packages)[\\/](?:core|express|fastify)[\\/]dist[\\/]|\(node:|at node:/
+  const frame = (new Error().stack ?? '')
+    .split('\n')
+    .slice(1)
+    .find((line) => !own.test(line))
+  const where = frame?.match(/\((.*)\)\s*$/)?.[1] ?? frame?.trim().replace(/^at (?:async )?/, '')
+  return where ?? 'unknown'
+}
+
+/**
+ * The adapters' port argument, checked before anything forks: `3000`, `'3000'` (`process.env.PORT`)
+ * or an options object (`{ port, host }`). Anything else throws SHOAL_ERR_INVALID_OPTION naming `port`.
+ * @example listenOptionsFrom(process.env.PORT) // { port: 3000 }
+ */
+export function listenOptionsFrom<T extends object>(value: number | string | T | undefined): T | { port: number } {
+  if (typeof value === 'number' || (typeof value === 'string' && /^\d+$/.test(value))) {
+    const port = Number(value)
+    if (Number.isInteger(port) && port <= 65535) return { port }
+  } else if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value
+  throw invalidOption('port', 'a port number (0 to 65535), a string of digits (process.env.PORT) or { port, host }', value)
 }
 
 /**
@@ -91,15 +132,26 @@ async function serveMain(main: WorkerMain, opts: ResolvedOptions): Promise<Worke
   try {
     await main.listen()
   } catch (err) {
-    const error = new ShoalError(codes.SHOAL_ERR_LISTEN, `could not listen: ${errorMessage(err)}`, { cause: err })
-    // A worker that cannot listen is a failed boot: the worker's owner says why, exits, and the primary counts it.
-    if (supervised) return failBoot(error)
-    throw error
+    const { code, message } = listenError(err)
+    // The primary says why, once, and gives up while it starts: no respawn frees a port.
+    if (supervised) return failListen(code, message)
+    throw new ShoalError(codes.SHOAL_ERR_LISTEN, message, { cause: err })
   }
   const address = formatAddress(main.server.address())
   if (supervised) reportReady(address)
   else opts.logger.info({ address, pid: process.pid }, 'listening (single process)')
   return { role: supervised ? 'worker' : 'single', address, close: () => shutdownWorker('api') }
+}
+
+/** "port 3000 is already in use (127.0.0.1:3000)" from a listen error (node:net's, or node:cluster's bind error in a worker, which has no address when no host was given). */
+export function listenError(err: unknown): { code: string; message: string } {
+  const e = (err ?? {}) as { code?: unknown; port?: unknown; address?: unknown }
+  const code = typeof e.code === 'string' ? e.code : 'UNKNOWN'
+  const port = typeof e.port === 'number' ? e.port : undefined
+  const where = typeof e.address === 'string' ? ` (${e.address}:${port})` : ''
+  if (port !== undefined && code === 'EADDRINUSE') return { code, message: `port ${port} is already in use${where}` }
+  if (port !== undefined && code === 'EACCES') return { code, message: `no permission to listen on port ${port}${where}` }
+  return { code, message: `could not listen: ${errorMessage(err)}` }
 }
 
 export interface ListenOptions {

@@ -205,14 +205,6 @@ export function shutdownWorker(reason: string, options: DrainWorkerOptions = {})
   return exitPromise
 }
 
-/** A worker that could not boot (listen failed): say why, tell the primary (it counts a failed boot), exit 1. */
-export function failBoot(error: Error): Promise<never> {
-  getLogger().error({ err: error }, error.message)
-  reportFatal(error.message)
-  exit(1, `could not boot: ${error.message}`)
-  return new Promise<never>(() => {})
-}
-
 function withDeadline(promise: Promise<unknown>, ms: number): Promise<unknown> {
   let timer: NodeJS.Timeout | undefined
   const deadline = new Promise((_, reject) => {
@@ -325,6 +317,16 @@ export function formatAddress(address: string | AddressInfo | null): string {
 /** Tells the primary why this worker is about to die, so its crash log can say. */
 export function reportFatal(message: string): void {
   send({ shoal: 1, type: 'fatal', message })
+}
+
+/**
+ * The server could not listen: tell the primary (it says why, once, and stops the cluster while it
+ * starts: a respawn cannot free a port) and exit 1 without a stack of our own.
+ */
+export function failListen(code: string, message: string): Promise<never> {
+  send({ shoal: 1, type: 'listen-failed', code, message })
+  exit(1, `could not listen: ${message}`)
+  return new Promise<never>(() => {})
 }
 
 /** Tells the primary this worker listens and is ready for traffic (no-op without a primary). */

@@ -3,12 +3,15 @@ import {
   type ClusterContext,
   type ClusterHandle,
   type ClusterOptions,
+  codes,
   context,
   type HealthRoutes,
   healthFor,
   type ListenOptions,
   listen,
+  listenOptionsFrom,
   runCluster,
+  ShoalError,
   validateAdapterOptions,
 } from '@shoal/core'
 import type { RequestHandler } from 'express'
@@ -22,14 +25,15 @@ declare global {
   }
 }
 
-export type { ClusterContext, ClusterHandle, ClusterOptions } from '@shoal/core'
+export type { ClusterContext, ClusterHandle, ClusterOptions, SharedSnapshot, SharedValues } from '@shoal/core'
 
 /**
  * Defines `req.cluster` once, as a getter on Express's base request prototype (the one every app's
- * and sub-app's request inherits from), so no request pays for an assignment.
+ * and sub-app's request inherits from), so no request pays for an assignment. `from` is a request's
+ * prototype, or an app's `app.request`.
  */
-function exposeContext(req: object): void {
-  let proto = Object.getPrototypeOf(req) as object | null
+function exposeContext(from: object): void {
+  let proto: object | null = from
   while (proto && Object.getPrototypeOf(proto) !== IncomingMessage.prototype) proto = Object.getPrototypeOf(proto) as object | null
   if (proto && !Object.hasOwn(proto, 'cluster')) {
     Object.defineProperty(proto, 'cluster', { get: () => context, configurable: true, enumerable: false })
@@ -47,12 +51,13 @@ export type ClusteredOptions = HealthRoutes
  * @example app.use(clustered({ readinessPath: '/readyz', livenessPath: '/livez' }))
  */
 export function clustered(options: ClusteredOptions = {}): RequestHandler {
+  if (options instanceof IncomingMessage) throw notAFactory() // app.use(clustered): Express calls it with (req, res, next)
   validateAdapterOptions(options, ['readinessPath', 'livenessPath'])
   let exposed = false
   const routes = options.readinessPath !== undefined || options.livenessPath !== undefined ? options : undefined
   return function shoalClustered(req, res, next) {
     if (!exposed) {
-      exposeContext(req)
+      exposeContext(Object.getPrototypeOf(req) as object)
       exposed = true
     }
     const health = routes && healthFor(req.path, routes)
@@ -75,13 +80,38 @@ export type RequestListener = Parameters<typeof createServer>[1] & {}
  * Pass an `http.Server` instead of the app to attach a WebSocket server to it first.
  * @example await clusteredListen(app, 3000, { shared: { usersCount: { everyMs: 10_000, compute: countUsers } } })
  */
-export function clusteredListen(
+export async function clusteredListen(
   app: RequestListener | Server,
-  port: number | ListenOptions,
+  port: number | string | ListenOptions,
   options: ClusterOptions = {},
 ): Promise<ClusterHandle> {
+  const listenOptions = listenOptionsFrom(port)
+  const { request } = app as { request?: unknown }
+  if (typeof request === 'object' && request !== null) {
+    if (routerStack(app as RequestListener).some((layer) => layer.handle === clustered)) throw notAFactory()
+    exposeContext(request) // req.cluster even on an app that never app.use(clustered())
+  }
   return runCluster(options, () => {
     const server = app instanceof Server ? app : createServer(app)
-    return { server, listen: () => listen(server, typeof port === 'number' ? { port } : port) }
+    return { server, listen: () => listen(server, listenOptions) }
   })
+}
+
+function notAFactory(): ShoalError {
+  return new ShoalError(
+    codes.SHOAL_ERR_INVALID_OPTION,
+    '`clustered` makes the middleware: use app.use(clustered()), not app.use(clustered)',
+  )
+}
+
+/** The app's middleware layers: `app._router` in Express 4, `app.router` in Express 5. */
+function routerStack(app: object): { handle?: unknown }[] {
+  const a = app as { router?: { stack?: unknown }; _router?: { stack?: unknown } }
+  let router: { stack?: unknown } | undefined
+  try {
+    router = a._router ?? a.router // Express 4's app.router is a getter that throws
+  } catch {
+    return []
+  }
+  return Array.isArray(router?.stack) ? router.stack : []
 }

@@ -7,6 +7,7 @@ import {
   context,
   type HealthReply,
   type HealthRoutes,
+  listenOptionsFrom,
   liveness,
   readiness,
   runCluster,
@@ -30,7 +31,7 @@ declare module 'fastify' {
   }
 }
 
-export type { ClusterContext, ClusterHandle, ClusterOptions } from '@shoal/core'
+export type { ClusterContext, ClusterHandle, ClusterOptions, SharedSnapshot, SharedValues } from '@shoal/core'
 
 /** The opt-in health routes, and the drain options for an app started with a plain `app.listen()`. */
 export type ClusterPluginOptions = HealthRoutes & WorkerSideOptions
@@ -79,16 +80,17 @@ export const clusterPlugin = fp<ClusterPluginOptions>(
  * In the primary: forks and supervises workers, resolves to the `Primary` handle.
  * In a worker: registers `clusterPlugin` if the app has not, listens with Fastify's own `listen`
  * (after the shared values arrived), reports ready, resolves to `{ role: 'worker', address }`.
- * With `workers: 0`: runs in this process.
+ * With `workers: 0`: runs in this process. `listenOptions` may be a port (`3000`, `process.env.PORT`).
  * @example await clusteredListen(app, { port: 3000, host: '0.0.0.0' }, { workers: 4 })
  */
 export async function clusteredListen(
   app: FastifyInstance,
-  listenOptions: FastifyListenOptions,
+  listenOptions: FastifyListenOptions | number | string,
   options: ClusterOptions = {},
 ): Promise<ClusterHandle> {
+  const listenTo = listenOptionsFrom(listenOptions)
   return runCluster(options, async () => {
     if (!app.hasPlugin('@shoal/fastify')) await app.register(clusterPlugin, workerSideOptions(options))
-    return { server: app.server, listen: () => app.listen(listenOptions), close: () => app.close() }
+    return { server: app.server, listen: () => app.listen(listenTo), close: () => app.close() }
   })
 }
