@@ -154,7 +154,12 @@ function ownPidOnce(logger: Logger): Logger {
       const fields = pid === process.pid ? rest : { ...rest, workerPid: pid }
       return msg === undefined ? logger[level](fields) : logger[level](fields, msg)
     }
-  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }
+  const wrapped: Logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }
+  // Keep what makes it the app's logger: its children (bindings) and its flush on a forced exit.
+  const { child, flush } = logger
+  if (typeof child === 'function') wrapped.child = (bindings) => ownPidOnce(child.call(logger, bindings))
+  if (typeof flush === 'function') wrapped.flush = (cb) => flush.call(logger, cb)
+  return wrapped
 }
 
 export function isLogger(value: unknown): value is Logger {
