@@ -325,7 +325,7 @@ export function reportFatal(message: string): void {
  */
 export function failListen(code: string, message: string): Promise<never> {
   send({ shoal: 1, type: 'listen-failed', code, message })
-  exit(1, `could not listen: ${message}`)
+  exit(1, `listen failed (${code}); the primary says why`)
   return new Promise<never>(() => {})
 }
 
