@@ -250,10 +250,10 @@ export interface ClusterOptions {
   /**
    * Pipe the workers' stdout and stderr through the primary, which writes whole lines only, so lines
    * longer than the pipe's atomic size (4 KiB) from several workers never tear. Only where the
-   * primary's stream is a pipe or a file; a terminal keeps direct output. Off by default for now:
-   * with it on, the soak test (SIGKILLs under load) loses a slot; see the issue's notes.
-   * @default false
-   * @example relayLogs: true
+   * primary's stream is a pipe or a file; a terminal keeps direct output. The primary then spends a
+   * little CPU per line: turn it off for apps that log heavily to a pipe and never log long lines.
+   * @default true
+   * @example relayLogs: false
    */
   relayLogs?: boolean
   /**
@@ -567,7 +567,7 @@ export function resolveOptions(input: unknown = {}): ResolvedOptions {
     drainOnUncaught: side.drainOnUncaught,
     webSocketCloseWindowMs: side.webSocketCloseWindowMs,
     workersDecision,
-    relayLogs: resolveBoolean('relayLogs', o.relayLogs, false),
+    relayLogs: resolveBoolean('relayLogs', o.relayLogs, true),
     jobs: resolveJobs(o.jobs),
     onPrimary: resolveOnPrimary(o.onPrimary),
   }
