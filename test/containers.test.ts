@@ -129,7 +129,7 @@ describe('heap per worker', () => {
 
 describe('logs that survive', () => {
   it('16 KiB lines from 2 workers at once arrive whole, each with workerId, slot, pid and generation', async () => {
-    const f = new Fixture('sized-app.mjs', { ...clean, WORKERS: '2', LOGGER: 'json', FIXTURE_OPTS: '{"relayLogs":true}' })
+    const f = new Fixture('sized-app.mjs', { ...clean, WORKERS: '2', LOGGER: 'json' }) // relayLogs is on by default
     const started = await f.event('started', undefined, 1, 60_000)
     const address = (started.status as { workers: { address: string }[] }).workers[0]?.address
     const answers = await Promise.all(Array.from({ length: 4 }, () => get(`${address}/log?kb=16&n=40`, false, 60_000)))
