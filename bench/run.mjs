@@ -9,6 +9,7 @@ import * as memory from './memory.mjs'
 import * as reload from './reload.mjs'
 import * as shutdown from './shutdown.mjs'
 import * as throughput from './throughput.mjs'
+import * as websockets from './websockets.mjs'
 
 const out = new URL('../BENCHMARKS.md', import.meta.url)
 const sections = [
@@ -18,6 +19,7 @@ const sections = [
   { name: 'memory', mod: memory },
   { name: 'crash', mod: crash },
   { name: 'shutdown', mod: shutdown },
+  { name: 'websockets', mod: websockets },
 ]
 const log = (line) => console.error(line)
 
@@ -127,6 +129,18 @@ function summary() {
         `${fmtInt(x.drain.ok)} / ${fmtInt(d.settings.inFlight)}, ${x.drain.exited ? `${fmt(x.drain.exitMs, 0)} ms` : 'did not exit'}, ${shutdown.exitText(x.drain)}`,
       ])
     }
+  }
+  const w = results.websockets
+  if (w?.reload) {
+    const codes = (x) =>
+      Object.entries(x.codes)
+        .map(([code, n]) => `${code} × ${fmtInt(n)}`)
+        .join(', ')
+    rows.push([`${fmtInt(w.settings.clients)} WebSockets, rolling reload: close codes`, codes(w.reload)])
+    rows.push([
+      `${fmtInt(w.settings.clients)} WebSockets, SIGTERM: close codes, exit code`,
+      `${codes(w.shutdown)}, exit ${w.shutdown.exitCode}`,
+    ])
   }
   return ['## Summary', '', table(['what', 'measured'], rows)].join('\n')
 }
