@@ -397,6 +397,19 @@ describe('SlotMachine: handover (a SIGTERM aimed at one worker)', () => {
     expect(machine.state(0)).toBe('starting')
   })
 
+  it('during a reload: the reload’s booting replacement serves the handover too, no second one is forked', async () => {
+    const { host, machine } = running(1)
+    machine.generation = 1
+    const replaced = machine.replace(0, 'reload')
+    const handed = machine.handover(1, 'SIGTERM')
+    expect(host.spawned).toHaveLength(2)
+    machine.ready(2, 'b')
+    expect(host.drained).toEqual([{ key: 1, reason: 'reload', deadlineMs: policy.shutdownTimeoutMs }])
+    machine.exited(1, 0, null)
+    await Promise.all([replaced, handed])
+    expect(machine.workers().map((w) => w.key)).toEqual([2])
+  })
+
   it('answers at once for a worker that does not serve, or during shutdown', async () => {
     const { host, machine } = setup(1)
     await machine.handover(1, 'SIGTERM')
