@@ -135,7 +135,9 @@ describe.each(variants)('WebSockets through %s', (_name, fixture, env) => {
     let hops = 0
     for (;;) {
       const again = sse(`${address}/events`)
-      await f.waitUntil(() => (again.events[0]?.event === 'hello' ? true : undefined), 'hello on reconnect')
+      // A reconnect that fails is a dropped request: say so at once, not after the wait.
+      await f.waitUntil(() => (again.events[0]?.event === 'hello' || again.ended ? true : undefined), 'hello on reconnect')
+      expect(again.events[0]?.event, `reconnect ended (${again.ended}, ${again.error}) before its first event`).toBe('hello')
       const next = JSON.parse(again.events[0]?.data ?? '{}') as { pid: number; generation: number }
       if (next.generation === 1) {
         expect(pids).not.toContain(next.pid)

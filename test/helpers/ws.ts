@@ -73,13 +73,17 @@ export interface SseStream {
   events: { event: string; data: string; at: number }[]
   /** 'end' when the server finished the response, 'error' when it was cut. */
   ended?: 'end' | 'error'
+  /** Why the request failed, when it did. */
+  error?: string
 }
 
 /** Reads one server-sent-events response. */
 export function sse(url: string): SseStream {
   const stream: SseStream = { events: [] }
+  // A new connection per stream, as an EventSource reconnect after the server ended the stream: the
+  // global agent would reuse a pooled socket to the worker that just ended it and is exiting.
   http
-    .get(url, (res) => {
+    .get(url, { agent: false }, (res) => {
       let buffered = ''
       res.setEncoding('utf8')
       res.on('data', (chunk: string) => {
@@ -102,8 +106,9 @@ export function sse(url: string): SseStream {
         stream.ended ??= 'error'
       })
     })
-    .on('error', () => {
+    .on('error', (err: NodeJS.ErrnoException) => {
       stream.ended ??= 'error'
+      stream.error ??= err.code ?? err.message
     })
   return stream
 }
