@@ -13,8 +13,6 @@ import { deepFreeze, encodeJson } from './serialize.js'
 import type { DrainReason } from './upgrade.js'
 
 // Kept importable from here for the modules that always did.
-export { unknownCommand } from './dispatch.js'
-export { errorMessage } from './errors.js'
 
 /** Options for `request.cluster.request`. */
 export interface RequestOptions {

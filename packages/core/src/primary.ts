@@ -1,9 +1,8 @@
 import cluster, { type Worker } from 'node:cluster'
 import { EventEmitter } from 'node:events'
 import { WorkerAsks } from './ask.js'
-import { errorMessage } from './context.js'
 import { answerCommand } from './dispatch.js'
-import { codes, ShoalError } from './errors.js'
+import { codes, errorMessage, ShoalError } from './errors.js'
 import { type JobRunReport, type JobStatus, Jobs } from './jobs.js'
 import type { Logger } from './logger.js'
 import type { RequestHandler, ResolvedOptions } from './options.js'
@@ -526,7 +525,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   }
 
   async #answer(worker: Worker, id: number, cmd: string, payload: unknown): Promise<void> {
-    const slot = this.#machine.workers().find((w) => w.key === worker.id)?.slot ?? -1
+    const slot = this.#machine.worker(worker.id)?.slot ?? -1
     const info = { slot, workerId: worker.id, pid: worker.process.pid ?? -1 }
     const answer = await answerCommand(this.#opts.handlers, this.#builtins, cmd, payload, info, this.#log)
     this.#send(worker, { shoal: 1, type: 'response', id, ...answer })
@@ -574,8 +573,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     beat.upgraded = upgraded
     const limitMb = this.#plan?.maxMemoryMb
     if (limitMb === undefined || rssBytes <= limitMb * 1024 * 1024 || this.#reloads.busy || this.#shutdown) return
-    const serving = this.#machine.workers().find((w) => w.key === key && w.role === 'current' && w.phase === 'ready')
-    if (!serving || this.#refreshing.has(serving.slot)) return
+    const serving = this.#machine.worker(key)
+    if (serving?.role !== 'current' || serving.phase !== 'ready' || this.#refreshing.has(serving.slot)) return
     const slot = serving.slot
     this.#refreshing.add(slot)
     const rssMb = Math.round(rssBytes / 1024 / 1024)

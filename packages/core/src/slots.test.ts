@@ -115,6 +115,13 @@ describe('SlotMachine: start and ready', () => {
     expect(host.spawned).toHaveLength(2)
   })
 
+  it('looks one worker up by key, and forgets it once gone', () => {
+    const { machine } = running(2)
+    expect(machine.worker(2)).toMatchObject({ key: 2, slot: 1, role: 'current', phase: 'ready', address: 'http://127.0.0.1:2' })
+    machine.exited(2, 0, null)
+    expect(machine.worker(2)).toBeUndefined()
+  })
+
   it('ignores events for workers it does not know, and a second ready', () => {
     const { host, machine } = running(1)
     machine.ready(99, 'x')

@@ -196,19 +196,13 @@ export class SlotMachine {
 
   /** Every live worker: current, candidate and retiring, by slot then age. */
   workers(): WorkerView[] {
-    return [...this.#workers.values()]
-      .sort((a, b) => a.slot - b.slot || a.startedAt - b.startedAt)
-      .map(({ key, pid, slot, generation, phase, role, startedAt, readyAt, address }) => ({
-        key,
-        pid,
-        slot,
-        generation,
-        phase,
-        role,
-        startedAt,
-        readyAt,
-        address,
-      }))
+    return [...this.#workers.values()].sort((a, b) => a.slot - b.slot || a.startedAt - b.startedAt).map((w) => this.#view(w))
+  }
+
+  /** One live worker by key (node:cluster's id): what the primary needs per request and per heartbeat, without listing all. */
+  worker(key: number): WorkerView | undefined {
+    const w = this.#workers.get(key)
+    return w && this.#view(w)
   }
 
   /** The ready worker that serves `index`, if any. */
