@@ -153,8 +153,9 @@ describe.each(variants)('WebSockets through %s', (_name, fixture, env) => {
 })
 
 describe('WebSockets on a reload, without the ws integration or with an app hook', () => {
-  it('raw: shoal writes the 1012 close frame on the upgraded socket itself', async () => {
-    const { f, address } = await start('ws-app.mjs', { WS_MODE: 'raw' })
+  /** 50 clients that do not reconnect, through one reload of a ws-app in `mode`. */
+  async function reloadWith(mode: string) {
+    const { f, address } = await start('ws-app.mjs', { WS_MODE: mode })
     const pool = wsClients(wsUrl(address), 50, () => false)
     try {
       await f.waitUntil(() => (pool.open() ? true : undefined), 'every client connected', 30_000)
@@ -163,21 +164,18 @@ describe('WebSockets on a reload, without the ws integration or with an app hook
     } finally {
       pool.stop()
     }
-    expect(histogram(pool.clients)).toEqual({ 1012: 50 })
+    return { f, clients: pool.clients }
+  }
+
+  it('raw: shoal writes the 1012 close frame on the upgraded socket itself', async () => {
+    const { f, clients } = await reloadWith('raw')
+    expect(histogram(clients)).toEqual({ 1012: 50 })
     expect(f.stderr).toMatch(/by a close frame/)
   }, 60_000)
 
   it('hook: the app sends its own last message, then closes with 1012', async () => {
-    const { f, address } = await start('ws-app.mjs', { WS_MODE: 'hook' })
-    const pool = wsClients(wsUrl(address), 50, () => false)
-    try {
-      await f.waitUntil(() => (pool.open() ? true : undefined), 'every client connected', 30_000)
-      await f.call('reload', {}, 60_000)
-      await f.waitUntil(() => (pool.clients.every((c) => c.hops.at(-1)?.closedAt) ? true : undefined), 'every client closed', 20_000)
-    } finally {
-      pool.stop()
-    }
-    expect(histogram(pool.clients)).toEqual({ 1012: 50 })
-    for (const c of pool.clients) expect(c.hops[0]?.messages).toEqual([{ bye: 'reload' }])
+    const { clients } = await reloadWith('hook')
+    expect(histogram(clients)).toEqual({ 1012: 50 })
+    for (const c of clients) expect(c.hops[0]?.messages).toEqual([{ bye: 'reload' }])
   }, 60_000)
 })
