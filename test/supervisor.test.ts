@@ -103,6 +103,19 @@ describe('supervisor races', () => {
     expect(f.count('restart-scheduled')).toBe(0)
   })
 
+  it('an event listener that throws is logged; the primary keeps supervising (crash → replacement → serving)', async () => {
+    const { f, status } = await start({ THROWING_LISTENER: '1' })
+    expect(f.stderr).toMatch(/a listener for the 'ready' event threw/)
+    const victim = status.workers[0] as Status['workers'][number]
+    process.kill(victim.pid, 'SIGKILL')
+    const fresh = await f.event('ready', (e) => e.slot === victim.slot && e.pid !== victim.pid)
+    await f.waitForOutput(/a listener for the 'exit' event threw/)
+    expect((await get(`${fresh.address}/`)).status).toBe(200)
+    expect((await statusOf(f)).workers).toHaveLength(2)
+    f.signal('SIGTERM')
+    expect((await f.waitForExit()).code).toBe(0)
+  })
+
   it('start() twice forks each slot once and installs the signal handlers once', async () => {
     const { f } = await start({ START_TWICE: '1' })
     await sleep(300)

@@ -449,9 +449,10 @@ export class Primary extends EventEmitter<PrimaryEvents> {
    * listener is logged; it never takes the primary down.
    */
   #publish<K extends keyof PrimaryEvents>(event: K, ...args: PrimaryEvents[K]): void {
+    const emit = this.emit.bind(this) as (event: K, ...args: PrimaryEvents[K]) => boolean
     queueMicrotask(() => {
       try {
-        ;(this.emit as (event: K, ...args: PrimaryEvents[K]) => boolean)(event, ...args)
+        emit(event, ...args)
       } catch (err) {
         this.#log.error({ err, event }, `a listener for the '${String(event)}' event threw`)
       }
