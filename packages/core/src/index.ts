@@ -1,4 +1,5 @@
 export { type BackoffPolicy, type CrashLoopPolicy, CrashWindow, crashWeight, restartDelayMs } from './backoff.js'
+export { BALANCING_MODES, type Balancing } from './balancing.js'
 export {
   type ClusterContext,
   context,

@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url'
 import type { BackoffPolicy, CrashLoopPolicy } from './backoff.js'
+import { BALANCING_MODES, type Balancing, defaultBalancing } from './balancing.js'
 import { invalidOption } from './errors.js'
 import type { HealthRoutes } from './health.js'
 import { isLogger, type Logger, type LoggerOption, resolveLogger } from './logger.js'
@@ -274,6 +275,24 @@ export interface ClusterOptions {
    * @example onPrimary: () => new ClusterMemoryStorePrimary().init()
    */
   onPrimary?: (primary: Primary) => void | Promise<void>
+  /**
+   * How connections reach the workers.
+   * - `'shared'`: every worker accepts from one listening socket (node:cluster's `SCHED_NONE`). No
+   *   hop through the primary, so a connection per request (nginx's default upstream, `ab` without
+   *   `-k`, health checks, webhooks) costs no more than in one process; a worker that drains leaves
+   *   the socket, and its queue, to the others.
+   * - `'round-robin'`: the primary accepts every connection and passes it to the next worker over
+   *   IPC (node:cluster's `SCHED_RR`): the most even spread, and the primary's CPU is the ceiling on
+   *   new connections per second.
+   * - `'reuse-port'`: every worker binds its own socket with `SO_REUSEPORT` and the kernel spreads
+   *   connections. Linux, Node ≥ 22.12, a fixed port, and `net.ipv4.tcp_migrate_req = 1` (without
+   *   it a draining worker's queued connections are reset); elsewhere shoal says why in one log line
+   *   and uses `'round-robin'`.
+   * `BENCHMARKS.md` (section "Balancing") has the measured trade-offs.
+   * @default 'shared' ('round-robin' on Windows)
+   * @example balancing: 'round-robin'
+   */
+  balancing?: Balancing
 }
 
 export interface ResolvedOptions {
@@ -302,6 +321,7 @@ export interface ResolvedOptions {
   relayLogs: boolean
   jobs: Record<string, Job>
   onPrimary: ((primary: Primary) => void | Promise<void>) | undefined
+  balancing: Balancing
 }
 
 /** Every option `resolveOptions` knows; anything else is a typo and rejected by name. */
@@ -329,6 +349,7 @@ export const OPTION_NAMES: readonly (keyof ClusterOptions)[] = [
   'relayLogs',
   'jobs',
   'onPrimary',
+  'balancing',
 ]
 const KNOWN = new Set<string>(OPTION_NAMES)
 
@@ -570,6 +591,7 @@ export function resolveOptions(input: unknown = {}): ResolvedOptions {
     relayLogs: resolveBoolean('relayLogs', o.relayLogs, true),
     jobs: resolveJobs(o.jobs),
     onPrimary: resolveOnPrimary(o.onPrimary),
+    balancing: resolveBalancing(o.balancing),
   }
 }
 
@@ -577,4 +599,18 @@ function resolveOnPrimary(value: unknown): ResolvedOptions['onPrimary'] {
   if (value !== undefined && typeof value !== 'function')
     throw invalidOption('onPrimary', 'a function (primary) => void | Promise<void>', value)
   return value as ResolvedOptions['onPrimary']
+}
+
+function resolveBalancing(value: unknown): Balancing {
+  if (value === undefined) return defaultBalancing(process.platform)
+  if (!(BALANCING_MODES as readonly unknown[]).includes(value)) {
+    throw invalidOption(
+      'balancing',
+      BALANCING_MODES.map((m) => `'${m}'`)
+        .join(', ')
+        .replace(/, ([^,]*)$/, ' or $1'),
+      value,
+    )
+  }
+  return value as Balancing
 }

@@ -1,6 +1,7 @@
 import cluster, { type Worker } from 'node:cluster'
 import { EventEmitter } from 'node:events'
 import { WorkerAsks } from './ask.js'
+import { BALANCING_ENV, type Balancing, type BalancingDecision, decideBalancing, readBalancingHost } from './balancing.js'
 import { answerCommand } from './dispatch.js'
 import { codes, errorMessage, ShoalError } from './errors.js'
 import { type JobRunReport, type JobStatus, Jobs } from './jobs.js'
@@ -48,6 +49,8 @@ export interface ClusterStatus {
   sizing: { reason: string; heapMb: number | undefined; maxMemoryMb: number | undefined } | undefined
   /** Each job's runs, failures, last run (outcome, duration) and next tick. */
   jobs: Record<string, JobStatus>
+  /** How connections reach the workers (the `balancing` option, after any platform fallback). */
+  balancing: Balancing
 }
 
 export interface ReloadOutcome {
@@ -108,6 +111,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   #started: { resolve: () => void; promise: Promise<void> }
   /** Worker count, heap share and memory ceiling as sized for this machine or container, at start. */
   #plan: ContainerPlan | undefined
+  /** The requested mode until `start()` decides what this platform runs. */
+  #balancing: BalancingDecision
   /** Why start() rejects, once the cluster it began is down (a worker could not listen). */
   #startError: ShoalError | undefined
 
@@ -142,6 +147,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     super()
     this.#opts = opts
     this.#log = opts.logger
+    this.#balancing = { requested: opts.balancing, mode: opts.balancing }
     this.#machine = new SlotMachine(opts.workers, opts, this.#host())
     this.#store = new SharedStore(opts.shared, opts.logger, (name, entry) =>
       this.#broadcast({ shoal: 1, type: 'shared-update', name, entry }),
@@ -182,8 +188,16 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     await this.#runOnPrimary()
     // Before anything that assumes a running cluster: a bad cron expression fails start() cleanly.
     await this.#jobs.start()
-    // Round-robin everywhere: Windows' default (SCHED_NONE) lets one worker take most connections.
-    cluster.schedulingPolicy = cluster.SCHED_RR
+    this.#balancing = decideBalancing(this.#opts.balancing, readBalancingHost())
+    if (this.#balancing.unavailable) {
+      this.#log.warn(
+        { balancing: this.#balancing },
+        `balancing '${this.#balancing.requested}' is not available: ${this.#balancing.unavailable}; using 'round-robin'`,
+      )
+    }
+    // node:cluster reads it once, at the first fork. 'reuse-port' workers bind their own sockets; any
+    // other server they open shares one socket, the cheaper of the two node:cluster modes.
+    cluster.schedulingPolicy = this.#balancing.mode === 'round-robin' ? cluster.SCHED_RR : cluster.SCHED_NONE
     this.#plan = planContainer({
       decision: this.#opts.workersDecision,
       maxMemoryMb: this.#opts.maxMemoryMb,
@@ -191,7 +205,10 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       execArgv: process.execArgv,
       nodeOptions: this.#opts.env.NODE_OPTIONS ?? process.env.NODE_OPTIONS,
     })
-    this.#log.info({ workers: this.#opts.workers }, this.#plan.message)
+    this.#log.info(
+      { workers: this.#opts.workers, balancing: this.#balancing.mode },
+      `${this.#plan.message}; balancing '${this.#balancing.mode}'`,
+    )
     cluster.setupPrimary({
       exec: this.#opts.exec,
       args: this.#opts.args,
@@ -251,6 +268,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         maxMemoryMb: this.#plan.maxMemoryMb,
       },
       jobs: this.#jobs.status(),
+      balancing: this.#balancing.mode,
     }
   }
 
@@ -353,6 +371,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     const worker = cluster.fork({
       ...this.#opts.env,
       SHOAL_WORKER_INDEX: String(slot),
+      [BALANCING_ENV]: this.#balancing.mode,
       SHOAL_GENERATION: String(generation),
       // How long a handover (SIGTERM to a worker) may wait for the primary's answer.
       SHOAL_READY_TIMEOUT_MS: String(this.#opts.readyTimeoutMs),

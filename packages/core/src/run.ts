@@ -1,6 +1,7 @@
 import cluster from 'node:cluster'
 import type { Server } from 'node:http'
 import { pathToFileURL } from 'node:url'
+import { BALANCING_ENV, listenOnOwnSocket } from './balancing.js'
 import { runLocally, sharedReady, supervised } from './context.js'
 import { codes, errorMessage, invalidOption, ShoalError } from './errors.js'
 import { askInProcess, Jobs } from './jobs.js'
@@ -129,6 +130,7 @@ async function serveMain(main: WorkerMain, opts: ResolvedOptions): Promise<Worke
     close: main.close,
     onShutdown: opts.onShutdown,
   })
+  if (supervised && process.env[BALANCING_ENV] === 'reuse-port') listenOnOwnSocket(main.server)
   try {
     await main.listen()
   } catch (err) {
