@@ -47,8 +47,8 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
  * a line carries `address` (or `readyKey`), rejects if the process exits first or after `timeoutMs`.
  * The process is killed by `stop()`, and in any case when this process exits.
  */
-export async function startServer(script, { env = {}, timeoutMs = 30_000, readyKey = 'address' } = {}) {
-  const child = spawn(process.execPath, [script], {
+export async function startServer(script, { env = {}, timeoutMs = 30_000, readyKey = 'address', execPath = process.execPath } = {}) {
+  const child = spawn(execPath, [script], {
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },

@@ -2,6 +2,7 @@
 // file comes from this run. QUICK=1 shortens every duration (for checking the harness, not for results).
 import { writeFileSync } from 'node:fs'
 import { availableParallelism, cpus, loadavg, platform, release, totalmem } from 'node:os'
+import * as balancing from './balancing.mjs'
 import * as broadcast from './broadcast.mjs'
 import * as crash from './crash.mjs'
 import { fmt, fmtInt, mb, QUICK, ratio, table } from './lib.mjs'
@@ -20,6 +21,7 @@ const sections = [
   { name: 'crash', mod: crash },
   { name: 'shutdown', mod: shutdown },
   { name: 'websockets', mod: websockets },
+  { name: 'balancing', mod: balancing },
 ]
 const log = (line) => console.error(line)
 
@@ -141,6 +143,25 @@ function summary() {
       `${fmtInt(w.settings.clients)} WebSockets, SIGTERM: close codes, exit code`,
       `${codes(w.shutdown)}, exit ${w.shutdown.exitCode}`,
     ])
+  }
+  const l = results.balancing
+  if (l?.cases) {
+    const load = 'new connection per request'
+    for (const node of l.nodes) {
+      const get = (server) => l.cases.find((x) => x.node === node && x.load === load && x.server === server)?.rps
+      rows.push([
+        `ab -c 50 without keep-alive, Node ${node}: shoal (shared) vs one process / vs node:cluster round-robin`,
+        `${ratio(get('shared'), get('plain'))} / ${ratio(get('shared'), get('seed'))}`,
+      ])
+      const ka = (server) => l.cases.find((x) => x.node === node && x.load === 'keep-alive' && x.server === server)?.rps
+      rows.push([`ab -k -c 50, Node ${node}: shoal (shared) vs shoal round-robin`, ratio(ka('shared'), ka('round-robin'))])
+    }
+    for (const x of l.reloads) {
+      rows.push([
+        `rolling reload under ab without keep-alive, Node ${x.node}, ${x.server}, ${x.via}: failed, non-2xx`,
+        `${fmtInt(x.failed)}, ${fmtInt(x.non2xx)}`,
+      ])
+    }
   }
   return ['## Summary', '', table(['what', 'measured'], rows)].join('\n')
 }

@@ -11,10 +11,26 @@ function slowMs(query) {
   return Number.isFinite(ms) && ms >= 0 ? ms : SLOW_MS
 }
 
+// COUNT_DIR: every process writes how many requests it served to COUNT_DIR/<pid>, five times a
+// second, so the bench can see how evenly the workers were loaded (one integer add per request).
+let served = 0
+if (process.env.COUNT_DIR) {
+  const { writeFileSync } = await import('node:fs')
+  const file = `${process.env.COUNT_DIR}/${process.pid}`
+  const flush = () => writeFileSync(file, String(served))
+  setInterval(flush, 200).unref()
+  process.on('exit', flush)
+}
+
 export async function createApp(framework, { adapter }) {
   if (framework === 'express') {
     const { default: express } = await import('express')
     const app = express()
+    if (process.env.COUNT_DIR)
+      app.use((_req, _res, next) => {
+        served++
+        next()
+      })
     if (adapter) {
       const { clustered } = await import('@shoal/express')
       app.use(clustered())
@@ -35,6 +51,10 @@ export async function createApp(framework, { adapter }) {
   if (framework === 'fastify') {
     const { default: Fastify } = await import('fastify')
     const app = Fastify({ logger: false })
+    if (process.env.COUNT_DIR)
+      app.addHook('onRequest', async () => {
+        served++
+      })
     if (adapter) {
       const { clusterPlugin } = await import('@shoal/fastify')
       await app.register(clusterPlugin)
