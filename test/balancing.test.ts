@@ -174,13 +174,13 @@ describe.sequential('balancing', () => {
     async () => {
       // The orchestrator's view: SIGTERM, readiness turns 503 and the load balancer moves traffic away
       // within the readiness delay; only then do the workers stop listening and drain.
-      const { f, port } = await start(undefined, { extra: { readinessDelayMs: 2000 } })
+      const { f, port } = await start(undefined, { extra: { readinessDelayMs: 4000 } })
       const nginx = await startNginx(port)
       const direct = ab(`http://127.0.0.1:${port}/info`, { concurrency: 25, maxS: 60 })
       const proxied = ab(`${nginx.url}/info`, { concurrency: 25, maxS: 60 })
       await sleep(1000)
       f.signal('SIGTERM')
-      await sleep(1000) // the balancer notices: the load stops before the listener closes
+      await sleep(1000) // the balancer notices: the load stops well before the listener closes (3 s of margin)
       const [a, b] = await Promise.all([direct.stop(), proxied.stop()])
       expectClean(a)
       expectClean(b)
