@@ -5,6 +5,7 @@ import { answerCommand } from './dispatch.js'
 import { codes, errorMessage, ShoalError } from './errors.js'
 import { type JobRunReport, type JobStatus, Jobs } from './jobs.js'
 import type { Logger } from './logger.js'
+import { type Collected, MetricsBook, metricsTimeoutMs, OwnStats, ownMetrics } from './metrics.js'
 import type { RequestHandler, ResolvedOptions } from './options.js'
 import { isShoalMessage, type PrimaryMessage, parseWorkerMessage, type WorkerMessage } from './protocol.js'
 import { relayLines, stdioFor } from './relay.js'
@@ -110,6 +111,10 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   #plan: ContainerPlan | undefined
   /** Why start() rejects, once the cluster it began is down (a worker could not listen). */
   #startError: ShoalError | undefined
+  /** Each live worker's last collected metrics, and the retired workers' counters folded into one. */
+  readonly #metrics = new MetricsBook()
+  /** shoal's own counts for its metrics (restarts, reloads, drains): a few integers. */
+  readonly #stats = new OwnStats()
 
   /**
    * Commands every worker may send without a user handler. `shoal:reload` starts a rolling reload
@@ -130,6 +135,10 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       await this.#machine.handover(worker.workerId, 'SIGTERM')
       return true
     },
+    // A scrape of /metrics (@shoal/metrics): every live worker's values, asked in parallel, each within the timeout.
+    'shoal:metrics': (payload) => this.#collectMetrics(metricsTimeoutMs(payload)),
+    // A draining worker's final values, after its servers drained; folded once (see metrics.ts).
+    'shoal:metrics-final': (payload, worker) => this.#metrics.final(worker.workerId, payload),
   }
 
   /** Values broadcast to every worker: `primary.shared.set('usersCount', 42)`. */
@@ -143,8 +152,11 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     this.#opts = opts
     this.#log = opts.logger
     this.#machine = new SlotMachine(opts.workers, opts, this.#host())
-    this.#store = new SharedStore(opts.shared, opts.logger, (name, entry) =>
-      this.#broadcast({ shoal: 1, type: 'shared-update', name, entry }),
+    this.#store = new SharedStore(
+      opts.shared,
+      opts.logger,
+      (name, entry) => this.#broadcast({ shoal: 1, type: 'shared-update', name, entry }),
+      (name) => this.#stats.computeFailed(name),
     )
     this.#asks = new WorkerAsks({
       live: () =>
@@ -381,6 +393,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     switch (note.type) {
       case 'fork':
         log.debug({ slot: note.slot, pid: note.pid, generation: note.generation }, 'forked worker')
+        this.#metrics.add(note.key, note.slot, note.pid ?? -1)
         if (note.pid !== undefined)
           this.#publish('fork', { slot: note.slot, workerId: note.key, pid: note.pid, generation: note.generation })
         return
@@ -405,10 +418,13 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         this.#processes.delete(key)
         this.#beats.delete(key)
         this.#asks.gone(key)
+        this.#metrics.exited(key)
+        this.#stats.exited(key, Date.now())
         if (pid !== undefined) this.#publish('exit', { slot, workerId: key, pid, code, signal, planned })
         return
       }
       case 'crash':
+        this.#stats.restart('crash', note.key)
         log.warn({ slot: note.slot, pid: note.pid, ready: note.ready }, `worker crashed: ${note.reason}`)
         return
       case 'restart-scheduled':
@@ -420,6 +436,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         else log.info({ slot: note.slot, pid: note.pid }, 'worker drains on its own (SIGTERM); replacing it now')
         return
       case 'stuck':
+        this.#stats.restart('stuck', note.key)
         log.error(
           { slot: note.slot, pid: note.pid, stuckMs: note.silentMs },
           `worker stuck: event loop silent for ${note.silentMs} ms, replacing it`,
@@ -434,6 +451,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
           { crashWeight, maxCrashes, windowMs, lastError },
           `crash loop: workers keep dying (weight ${crashWeight} ≥ ${maxCrashes} within ${windowMs} ms), not forking again; last error: ${lastError}`,
         )
+        this.#stats.crashLoop = true
         this.#publish('crash-loop', { crashWeight, windowMs, lastError })
         void this.shutdown('crash-loop').then((code) => process.exit(code))
         return
@@ -491,6 +509,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         this.#machine.ready(key, message.address)
         return
       case 'draining':
+        this.#stats.drainStarted(key, Date.now())
         this.#machine.drainAnnounced(key, message.deadlineMs, message.fatal)
         return
       case 'request':
@@ -530,6 +549,29 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     const info = { slot, workerId: worker.id, pid: worker.process.pid ?? -1 }
     const answer = await answerCommand(this.#opts.handlers, this.#builtins, cmd, payload, info, this.#log)
     this.#send(worker, { shoal: 1, type: 'response', id, ...answer })
+  }
+
+  /**
+   * One scrape: asks every live worker (draining ones too: they still serve) in parallel, each within
+   * `timeoutMs`; a slow one never fails the scrape. A worker that registered no metrics answers
+   * `SHOAL_ERR_UNKNOWN_COMMAND` at once: empty.
+   */
+  async #collectMetrics(timeoutMs: number): Promise<unknown> {
+    const keys = this.#metrics.keys().filter((key) => this.#processes.get(key)?.isConnected())
+    const results = await Promise.all(
+      keys.map((key) =>
+        this.#asks.askWorker(key, 'shoal:metrics', timeoutMs).then(
+          (value): Collected => ({ key, outcome: 'answered', value }),
+          (err: unknown): Collected => {
+            const code = err instanceof ShoalError ? err.code : undefined
+            if (code === codes.SHOAL_ERR_UNKNOWN_COMMAND) return { key, outcome: 'empty' }
+            if (code === codes.SHOAL_ERR_CHANNEL_CLOSED) return { key, outcome: 'gone' }
+            return { key, outcome: 'timed_out' } // slow, or its collect failed: its last values stand in
+          },
+        ),
+      ),
+    )
+    return this.#metrics.settle(results, (scrape) => ownMetrics(this.status(), this.#stats, scrape, Date.now()))
   }
 
   #warnAboutDeadlines(): void {
@@ -578,6 +620,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     if (serving?.role !== 'current' || serving.phase !== 'ready' || this.#refreshing.has(serving.slot)) return
     const slot = serving.slot
     this.#refreshing.add(slot)
+    this.#stats.restart('memory')
     const rssMb = Math.round(rssBytes / 1024 / 1024)
     this.#log.warn({ slot, pid: serving.pid, rssMb, maxMemoryMb: limitMb }, 'worker over maxMemoryMb, replacing it gracefully')
     this.#machine
@@ -609,10 +652,12 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       const reason = errorMessage(err)
       const slot = err instanceof SlotError ? err.slot : -1
       this.#log.error({ generation, slot, reason }, 'rolling reload failed, old workers keep serving')
+      this.#stats.reload('failed', Date.now() - started)
       this.#publish('reload-failed', { generation, slot, reason })
       throw new ShoalError(codes.SHOAL_ERR_RELOAD_FAILED, `rolling reload failed at slot ${slot}: ${reason}`, { cause: err })
     }
     const outcome = { generation, durationMs: Date.now() - started, replaced: done }
+    this.#stats.reload('done', outcome.durationMs)
     this.#log.info(outcome, 'rolling reload done')
     this.#publish('reload-done', outcome)
     return outcome

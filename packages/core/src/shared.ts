@@ -19,13 +19,15 @@ export class SharedStore {
   readonly #sources: Record<string, SharedSource<unknown>>
   readonly #log: Logger
   readonly #publish: Publish
+  readonly #failed: (name: string) => void
   readonly #entries = new Map<string, SharedEntry & { json: string }>()
   readonly #tickers: Ticker<unknown>[] = []
 
-  constructor(sources: Record<string, SharedSource<unknown>>, log: Logger, publish: Publish) {
+  constructor(sources: Record<string, SharedSource<unknown>>, log: Logger, publish: Publish, failed: (name: string) => void = () => {}) {
     this.#sources = sources
     this.#log = log
     this.#publish = publish
+    this.#failed = failed
   }
 
   /** Sets static values and starts every compute; resolves when the first round settled or after `waitMs`. */
@@ -105,6 +107,7 @@ export class SharedStore {
           return
         }
         const { error: err } = outcome
+        this.#failed(name)
         const error = new ShoalError(codes.SHOAL_ERR_COMPUTE_FAILED, `compute for shared value "${name}" failed`, { cause: err })
         this.#log.error({ name, err: err instanceof Error ? err : describe(err) }, `${error.message}, last good value kept`)
       },
