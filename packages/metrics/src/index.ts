@@ -6,7 +6,16 @@
  * metric's `aggregator` setting applies and prom-client writes the exposition format.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { type ClusterMetricsAnswer, codes, context, handleInWorker, type MetricJson, ShoalError, supervised } from '@shoal/core'
+import {
+  type ClusterMetricsAnswer,
+  codes,
+  context,
+  handleInWorker,
+  type MetricJson,
+  type MetricSample,
+  ShoalError,
+  supervised,
+} from '@shoal/core'
 import { AggregatorRegistry, type Registry, register } from 'prom-client'
 
 export type { ClusterMetricsAnswer, MetricJson } from '@shoal/core'
@@ -79,10 +88,25 @@ export function resolveMetricsOptions(input: unknown = {}): Required<ClusterMetr
   return { registry: registry as Registry, timeoutMs, perWorker }
 }
 
-/** This worker's registry as plain data; non-finite samples (a NaN gauge) cannot cross IPC and are left out. */
+/**
+ * This worker's registry as plain data that crosses IPC unchanged: samples keep their value, labels
+ * and `metricName` (exemplars and undefined label values are left out), and non-finite samples (a
+ * NaN gauge) are dropped.
+ */
 async function snapshot(registry: Registry): Promise<MetricJson[]> {
   const metrics = (await registry.getMetricsAsJSON()) as unknown as MetricJson[]
-  return metrics.map((m) => ({ ...m, values: m.values.filter((v) => Number.isFinite(v.value)) }))
+  return metrics.map(({ name, help, type, aggregator, values }) => ({
+    name,
+    help,
+    type,
+    aggregator: aggregator ?? 'sum',
+    values: values.flatMap(({ value, labels, metricName }) => {
+      if (!Number.isFinite(value)) return []
+      const clean: MetricSample['labels'] = {}
+      for (const [k, v] of Object.entries(labels ?? {})) if (v !== undefined) clean[k] = v
+      return [metricName === undefined ? { value, labels: clean } : { value, labels: clean, metricName }]
+    }),
+  }))
 }
 
 function labelled(metrics: readonly MetricJson[], labels: Record<string, string>): MetricJson[] {
