@@ -34,3 +34,20 @@ describe('examples/once-per-cluster', () => {
     expect((await f.waitForExit()).code).toBe(0)
   })
 })
+
+describe('examples/metrics', () => {
+  it('one /metrics for the cluster: requests served by both workers are summed in one scrape', async () => {
+    const server = fileURLToPath(new URL('../examples/metrics/dist/server.js', import.meta.url))
+    const f = new Fixture(server, { PORT: '0', HOST: '127.0.0.1', WORKERS: '2' })
+    await f.waitForOutput(/workers on (http:\/\/\S+)/)
+    const address = /workers on (http:\/\/\S+)/.exec(f.stdout)?.[1] ?? ''
+    const pids = new Set<number>()
+    for (let i = 0; i < 10; i++) pids.add((await get(`${address}/`)).json<{ pid: number }>().pid)
+    expect(pids.size).toBe(2)
+    const metrics = await get(`${address}/metrics`)
+    expect(metrics.body).toMatch(/^http_requests_total\{route="\/",code="200"\} 10$/m)
+    expect(metrics.body).toMatch(/^shoal_metrics_workers\{state="answered"\} 2$/m)
+    f.signalGroup('SIGINT')
+    expect((await f.waitForExit()).code).toBe(0)
+  })
+})
