@@ -6,6 +6,7 @@ import * as broadcast from './broadcast.mjs'
 import * as crash from './crash.mjs'
 import { fmt, fmtInt, mb, QUICK, ratio, table } from './lib.mjs'
 import * as memory from './memory.mjs'
+import * as metrics from './metrics.mjs'
 import * as reload from './reload.mjs'
 import * as shutdown from './shutdown.mjs'
 import * as throughput from './throughput.mjs'
@@ -20,6 +21,7 @@ const sections = [
   { name: 'crash', mod: crash },
   { name: 'shutdown', mod: shutdown },
   { name: 'websockets', mod: websockets },
+  { name: 'metrics', mod: metrics },
 ]
 const log = (line) => console.error(line)
 
@@ -141,6 +143,21 @@ function summary() {
       `${fmtInt(w.settings.clients)} WebSockets, SIGTERM: close codes, exit code`,
       `${codes(w.shutdown)}, exit ${w.shutdown.exitCode}`,
     ])
+  }
+  const x = results.metrics
+  if (x?.results) {
+    for (const r of x.results) {
+      rows.push([
+        `metrics scrape, ${r.workers} workers × ~1,000 series: p50 ms, primary CPU µs, shoal vs prom-client`,
+        `${fmt(r.shoal.p50)} vs ${fmt(r.promClient.p50)} ms, ${fmtInt(r.shoal.cpuMicrosPerScrape)} vs ${fmtInt(r.promClient.cpuMicrosPerScrape)} µs`,
+      ])
+      const b = r.blocked.at(-1)
+      if (b)
+        rows.push([
+          `metrics scrape, ${r.workers} workers, one blocked ${fmtInt(b.blockedMs)} ms: shoal / prom-client`,
+          `${b.shoal.status === 200 ? `200 in ${fmtInt(b.shoal.ms)} ms` : `failed (${b.shoal.status})`} / ${b.promClient.status === 200 ? `200 in ${fmtInt(b.promClient.ms)} ms` : `failed (${b.promClient.status}) after ${fmtInt(b.promClient.ms)} ms`}`,
+        ])
+    }
   }
   return ['## Summary', '', table(['what', 'measured'], rows)].join('\n')
 }

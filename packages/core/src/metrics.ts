@@ -154,8 +154,12 @@ export function monotonicOnly(snapshot: readonly MetricJson[]): MetricJson[] {
 interface Entry {
   slot: number
   pid: number
-  /** The last values a scrape collected from it (or none yet). */
-  last: MetricJson[]
+  /**
+   * The last values a scrape collected from it (or none yet), as they arrived: JSON, already checked
+   * by the worker (`runInWorker`). Parsed only when folded (at its exit) or when it stands in for a
+   * timed-out worker, so a scrape does not walk every sample in the primary.
+   */
+  last: unknown
 }
 
 /** How one worker's collect ended. */
@@ -199,7 +203,7 @@ export class MetricsBook {
   /** The worker exited: the last values collected from it are retired, unless its final values were. */
   exited(key: number): void {
     const entry = this.#live.get(key)
-    if (entry) this.#retire(key, entry.last)
+    if (entry) this.#retire(key, parseSnapshot(entry.last))
   }
 
   /** The accumulation of every retired worker's counters and histograms. */
@@ -234,12 +238,12 @@ export class MetricsBook {
       const { slot, pid } = entry
       if (result.outcome === 'timed_out') {
         timedOut++
-        workers.push({ workerId: result.key, slot, pid, state: 'timed_out', metrics: monotonicOnly(entry.last) })
+        workers.push({ workerId: result.key, slot, pid, state: 'timed_out', metrics: monotonicOnly(parseSnapshot(entry.last)) })
         continue
       }
       answered++
-      entry.last = result.outcome === 'answered' ? parseSnapshot(result.value) : []
-      workers.push({ workerId: result.key, slot, pid, state: 'answered', metrics: entry.last })
+      entry.last = result.outcome === 'answered' && Array.isArray(result.value) ? result.value : []
+      workers.push({ workerId: result.key, slot, pid, state: 'answered', metrics: entry.last as MetricJson[] })
     }
     const counts = { answered, timedOut, retiredWorkers: this.#retiredWorkers }
     return { workers, retired: this.#retired, own: own(counts), answered, timedOut }

@@ -135,8 +135,6 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       await this.#machine.handover(worker.workerId, 'SIGTERM')
       return true
     },
-    // A scrape of /metrics (@shoal/metrics): every live worker's values, asked in parallel, each within the timeout.
-    'shoal:metrics': (payload) => this.#collectMetrics(metricsTimeoutMs(payload)),
     // A draining worker's final values, after its servers drained; folded once (see metrics.ts).
     'shoal:metrics-final': (payload, worker) => this.#metrics.final(worker.workerId, payload),
   }
@@ -513,6 +511,10 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         this.#machine.drainAnnounced(key, message.deadlineMs, message.fatal)
         return
       case 'request':
+        if (message.cmd === 'shoal:metrics' && !Object.hasOwn(this.#opts.handlers, message.cmd)) {
+          void this.#answerMetrics(worker, message.id, message.payload)
+          return
+        }
         void this.#answer(worker, message.id, message.cmd, message.payload)
         return
       case 'pong':
@@ -549,6 +551,16 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     const info = { slot, workerId: worker.id, pid: worker.process.pid ?? -1 }
     const answer = await answerCommand(this.#opts.handlers, this.#builtins, cmd, payload, info, this.#log)
     this.#send(worker, { shoal: 1, type: 'response', id, ...answer })
+  }
+
+  /**
+   * A scrape of /metrics (@shoal/metrics). Answered without `answerCommand`'s re-encoding: the answer
+   * is what workers sent over IPC (JSON already) and shoal's own finite numbers, and walking every
+   * sample of every worker three more times would be most of the primary's cost per scrape.
+   */
+  async #answerMetrics(worker: Worker, id: number, payload: unknown): Promise<void> {
+    const value = await this.#collectMetrics(metricsTimeoutMs(payload))
+    this.#send(worker, { shoal: 1, type: 'response', id, ok: true, value })
   }
 
   /**
