@@ -564,12 +564,15 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   }
 
   /**
-   * One scrape: asks every live worker (draining ones too: they still serve) in parallel, each within
-   * `timeoutMs`; a slow one never fails the scrape. A worker that registered no metrics answers
-   * `SHOAL_ERR_UNKNOWN_COMMAND` at once: empty.
+   * One scrape: asks every serving worker (draining ones too: they still serve) in parallel, each
+   * within `timeoutMs`; a slow one never fails the scrape. A worker still starting is not asked: it
+   * may be loading its code for a while (a reload's replacement) and has served nothing yet. A worker
+   * that registered no metrics answers `SHOAL_ERR_UNKNOWN_COMMAND` at once: empty.
    */
   async #collectMetrics(timeoutMs: number): Promise<unknown> {
-    const keys = this.#metrics.keys().filter((key) => this.#processes.get(key)?.isConnected())
+    const keys = this.#metrics
+      .keys()
+      .filter((key) => this.#machine.worker(key)?.phase !== 'starting' && this.#processes.get(key)?.isConnected())
     const results = await Promise.all(
       keys.map((key) =>
         this.#asks.askWorker(key, 'shoal:metrics', timeoutMs).then(
