@@ -396,6 +396,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
           this.#publish('fork', { slot: note.slot, workerId: note.key, pid: note.pid, generation: note.generation })
         return
       case 'spawn-error':
+        if (note.key !== undefined) this.#metrics.exited(note.key) // no process: no exit note will come
         log.error({ slot: note.slot, error: note.error }, `could not start a worker for slot ${note.slot}: ${note.error}`)
         this.#publish('spawn-error', { slot: note.slot, error: note.error })
         return
