@@ -1,7 +1,7 @@
 // What a user gets from the registry: the four packages packed with `pnpm pack` (its prepack builds
 // them), installed from the tarballs into fresh apps outside the workspace with npm and with pnpm,
-// then run: a CommonJS and an ESM Express app (the ESM one with @shoal/metrics and prom-client), and a TypeScript Fastify app compiled by TypeScript 5
-// under `nodenext` and `bundler`. Skipped, with the reason, only when the npm registry is unreachable.
+// then run: a CommonJS and an ESM Express app (the ESM one with @shoal/metrics and prom-client), and
+// a TypeScript Fastify app compiled by TypeScript 5 under `nodenext` and `bundler`. Skipped, with the reason, only when the npm registry is unreachable.
 import { execFile } from 'node:child_process'
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
