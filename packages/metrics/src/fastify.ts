@@ -21,15 +21,22 @@ export interface ClusterMetricsPluginOptions extends ClusterMetricsOptions {
  * await app.register(clusterMetricsPlugin, { timeoutMs: 1000 })
  */
 export const clusterMetricsPlugin: FastifyPluginAsync<ClusterMetricsPluginOptions> = async (fastify, options) => {
-  const { path = '/metrics', registry, timeoutMs, perWorker } = options
+  // Fastify's own register options are not ours; anything else unknown is a typo, named by createClusterMetrics.
+  const {
+    path = '/metrics',
+    prefix: _prefix,
+    logLevel: _logLevel,
+    logSerializers: _logSerializers,
+    ...rest
+  } = options as typeof options & {
+    prefix?: unknown
+    logLevel?: unknown
+    logSerializers?: unknown
+  }
   if (typeof path !== 'string' || !path.startsWith('/')) {
     throw new ShoalError(codes.SHOAL_ERR_INVALID_OPTION, `Expected \`path\` to be a path starting with '/', got \`${String(path)}\``)
   }
-  const metrics = createClusterMetrics({
-    ...(registry === undefined ? {} : { registry }),
-    ...(timeoutMs === undefined ? {} : { timeoutMs }),
-    ...(perWorker === undefined ? {} : { perWorker }),
-  })
+  const metrics = createClusterMetrics(rest)
   fastify.get(path, async (_request, reply) => {
     try {
       const { contentType, body } = await metrics.scrape()

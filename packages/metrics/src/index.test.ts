@@ -70,3 +70,27 @@ describe('without a primary', () => {
     expect(body).toMatch(/^solo_total 3$/m)
   })
 })
+
+describe('Fastify plugin', () => {
+  it('serves this process’s registry without a primary; a typo or a bad path fails registration, named', async () => {
+    const { default: Fastify } = await import('fastify')
+    const { clusterMetricsPlugin } = await import('./fastify.js')
+    const registry = new Registry()
+    new Counter({ name: 'plugin_total', help: 'plugin', registers: [registry] }).inc(2)
+    const app = Fastify()
+    await app.register(clusterMetricsPlugin, { registry, path: '/m', prefix: '/internal' } as never)
+    const reply = await app.inject('/internal/m')
+    expect(reply.statusCode).toBe(200)
+    expect(reply.body).toMatch(/^plugin_total 2$/m)
+    await app.close()
+    await expect(
+      Fastify()
+        .register(clusterMetricsPlugin, { timeoutMS: 5 } as never)
+        .ready(),
+    ).rejects.toThrow(/Expected `timeoutMS` to be a known option/)
+    await expect(Fastify().register(clusterMetricsPlugin, { path: 'metrics' }).ready()).rejects.toMatchObject({
+      code: 'SHOAL_ERR_INVALID_OPTION',
+      message: "Expected `path` to be a path starting with '/', got `metrics`",
+    })
+  })
+})
