@@ -560,8 +560,14 @@ export class Primary extends EventEmitter<PrimaryEvents> {
    * sample of every worker three more times would be most of the primary's cost per scrape.
    */
   async #answerMetrics(worker: Worker, id: number, payload: unknown): Promise<void> {
-    const value = await this.#collectMetrics(metricsTimeoutMs(payload))
-    this.#send(worker, { shoal: 1, type: 'response', id, ok: true, value })
+    try {
+      const value = await this.#collectMetrics(metricsTimeoutMs(payload))
+      this.#send(worker, { shoal: 1, type: 'response', id, ok: true, value })
+    } catch (err) {
+      // Never an unhandled rejection in the primary: the scrape fails, the cluster does not.
+      const error = { code: codes.SHOAL_ERR_HANDLER_FAILED, message: `collecting metrics failed: ${errorMessage(err)}` }
+      this.#send(worker, { shoal: 1, type: 'response', id, ok: false, error })
+    }
   }
 
   /**

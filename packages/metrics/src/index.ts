@@ -9,6 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import {
   type ClusterMetricsAnswer,
   codes,
+  DEFAULT_METRICS_TIMEOUT_MS,
   context,
   handleInWorker,
   type MetricJson,
@@ -77,7 +78,7 @@ export function resolveMetricsOptions(input: unknown = {}): Required<ClusterMetr
   for (const key of Object.keys(o)) {
     if (!OPTION_NAMES.includes(key)) throw invalid(key, `a known option (${OPTION_NAMES.join(', ')})`, 'unknown option')
   }
-  const { registry = register, timeoutMs = 1500, perWorker = false } = o
+  const { registry = register, timeoutMs = DEFAULT_METRICS_TIMEOUT_MS, perWorker = false } = o
   if (typeof (registry as Registry | null)?.getMetricsAsJSON !== 'function') {
     throw invalid('registry', 'a prom-client Registry', registry)
   }
