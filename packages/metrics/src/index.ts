@@ -9,8 +9,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import {
   type ClusterMetricsAnswer,
   codes,
-  DEFAULT_METRICS_TIMEOUT_MS,
   context,
+  DEFAULT_METRICS_TIMEOUT_MS,
   handleInWorker,
   type MetricJson,
   type MetricSample,
