@@ -249,6 +249,28 @@ describe('a slow worker never fails the scrape', () => {
   })
 })
 
+describe("the primary's own metrics port (primaryMetricsServer)", () => {
+  it('serves the same totals; a blocked worker never holds it up; it closes with the cluster', async () => {
+    const { f, address } = await start({ PRIMARY_METRICS: '1', METRICS_OPTS: '{"timeoutMs":500}' })
+    const { port } = await f.event('metrics-port')
+    const primaryUrl = `http://127.0.0.1:${port}`
+    await hits(address, 20)
+    const first = await scrape(primaryUrl)
+    expect(first.hits).toBe(20)
+    expect(first.pid).toBeNaN() // no worker took it: the primary answered
+    expect(sample(first.body, 'shoal_metrics_workers{state="answered"}')).toBe(2)
+    expect((await get(`${primaryUrl}/other`)).status).toBe(404)
+    await get(`${address}/block?ms=3000`)
+    await sleep(200)
+    const blocked = await scrape(primaryUrl)
+    expect(blocked.ms).toBeLessThan(500 + 2000)
+    expect(sample(blocked.body, 'shoal_metrics_workers{state="timed_out"}')).toBe(1)
+    expect(blocked.hits).toBe(20)
+    f.signal('SIGTERM')
+    expect((await f.waitForExit(30_000)).code).toBe(0)
+  })
+})
+
 describe('without a primary', () => {
   it('workers: 0 — /metrics is this process’s registry', async () => {
     const { address } = await start({ WORKERS: '0' })

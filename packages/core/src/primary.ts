@@ -2,10 +2,18 @@ import cluster, { type Worker } from 'node:cluster'
 import { EventEmitter } from 'node:events'
 import { WorkerAsks } from './ask.js'
 import { answerCommand } from './dispatch.js'
-import { codes, errorMessage, ShoalError } from './errors.js'
+import { codes, errorMessage, invalidOption, ShoalError } from './errors.js'
 import { type JobRunReport, type JobStatus, Jobs } from './jobs.js'
 import type { Logger } from './logger.js'
-import { type Collected, MetricsBook, metricsTimeoutMs, OwnStats, ownMetrics } from './metrics.js'
+import {
+  type ClusterMetricsAnswer,
+  type Collected,
+  DEFAULT_METRICS_TIMEOUT_MS,
+  MetricsBook,
+  metricsTimeoutMs,
+  OwnStats,
+  ownMetrics,
+} from './metrics.js'
 import type { RequestHandler, ResolvedOptions } from './options.js'
 import { isShoalMessage, type PrimaryMessage, parseWorkerMessage, type WorkerMessage } from './protocol.js'
 import { relayLines, stdioFor } from './relay.js'
@@ -262,6 +270,20 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       },
       jobs: this.#jobs.status(),
     }
+  }
+
+  /**
+   * Every serving worker's metrics (prom-client's `getMetricsAsJSON()` shape), the retired workers'
+   * counters and histograms, and shoal's own metrics: what `@shoal/metrics` merges and renders, here
+   * for a metrics server of the primary's own (`primaryMetricsServer`). Each worker gets `timeoutMs`;
+   * one that has not answered by then is counted as timed out and never fails the collect.
+   * @example const { workers, retired, own } = await primary.collectMetrics({ timeoutMs: 1000 })
+   */
+  collectMetrics({ timeoutMs = DEFAULT_METRICS_TIMEOUT_MS }: { timeoutMs?: number } = {}): Promise<ClusterMetricsAnswer> {
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 60_000) {
+      return Promise.reject(invalidOption('timeoutMs', 'an integer number of milliseconds from 1 to 60000', timeoutMs))
+    }
+    return this.#collectMetrics(timeoutMs)
   }
 
   /** The `onPrimary` hook, before anything else starts: a library's primary half must exist before the first fork. */
@@ -576,7 +598,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
    * may be loading its code for a while (a reload's replacement) and has served nothing yet. A worker
    * that registered no metrics answers `SHOAL_ERR_UNKNOWN_COMMAND` at once: empty.
    */
-  async #collectMetrics(timeoutMs: number): Promise<unknown> {
+  async #collectMetrics(timeoutMs: number): Promise<ClusterMetricsAnswer> {
     const keys = this.#metrics
       .keys()
       .filter((key) => this.#machine.worker(key)?.phase !== 'starting' && this.#processes.get(key)?.isConnected())

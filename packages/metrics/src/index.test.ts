@@ -1,7 +1,7 @@
 import type { ClusterMetricsAnswer, MetricJson } from '@shoal/core'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
-import { createClusterMetrics, renderAnswer, resolveMetricsOptions } from './index.js'
+import { createClusterMetrics, primaryMetricsServer, renderAnswer, resolveMetricsOptions } from './index.js'
 
 /** A worker's registry: `n` requests counted, a gauge, a histogram. */
 async function workerJson(n: number, inFlight: number): Promise<MetricJson[]> {
@@ -92,5 +92,25 @@ describe('Fastify plugin', () => {
       code: 'SHOAL_ERR_INVALID_OPTION',
       message: "Expected `path` to be a path starting with '/', got `metrics`",
     })
+  })
+})
+
+describe('primaryMetricsServer', () => {
+  it('validates its options by name and serves the rendered answer on its path', async () => {
+    const fake = { collectMetrics: async () => answer([await workerJson(2, 0), await workerJson(3, 0)]), once: () => {} } as never
+    await expect(primaryMetricsServer(fake, { port: -1 })).rejects.toThrow('Expected `port` to be an integer from 0 to 65535, got `-1`')
+    await expect(primaryMetricsServer(fake, { port: 0, path: 'x' })).rejects.toThrow(
+      'Expected `path` to be a path starting with \'/\', got `"x"`',
+    )
+    await expect(primaryMetricsServer(fake, { port: 0, timeoutMs: 1.5 })).rejects.toMatchObject({ code: 'SHOAL_ERR_INVALID_OPTION' })
+    const server = await primaryMetricsServer(fake, { port: 0, host: '127.0.0.1' })
+    try {
+      const { port } = server.address() as { port: number }
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
+      expect(text).toMatch(/^http_requests_total\{code="200"\} 5$/m)
+      expect((await fetch(`http://127.0.0.1:${port}/`)).status).toBe(404)
+    } finally {
+      server.close()
+    }
   })
 })

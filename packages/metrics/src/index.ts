@@ -5,7 +5,7 @@
  * metrics; the worker merges them with prom-client's own `AggregatorRegistry.aggregate`, so each
  * metric's `aggregator` setting applies and prom-client writes the exposition format.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import {
   type ClusterMetricsAnswer,
   codes,
@@ -14,6 +14,7 @@ import {
   handleInWorker,
   type MetricJson,
   type MetricSample,
+  type Primary,
   ShoalError,
   supervised,
 } from '@shoal/core'
@@ -180,4 +181,83 @@ export function clusterMetrics(
       res.end(`metrics unavailable: ${err instanceof Error ? err.message : String(err)}\n`)
     }
   }
+}
+
+export interface PrimaryMetricsServerOptions {
+  /**
+   * The port the primary serves the metrics on (0: a free one; `server.address().port` says which).
+   * @example port: 9100
+   */
+  port: number
+  /**
+   * The interface to listen on.
+   * @default Node's default: every interface
+   * @example host: '127.0.0.1'
+   */
+  host?: string
+  /**
+   * Where the metrics are served; any other path is a 404.
+   * @default '/metrics'
+   * @example path: '/internal/metrics'
+   */
+  path?: string
+  /**
+   * How long the primary waits for each worker (see `ClusterMetricsOptions.timeoutMs`).
+   * @default 1500
+   * @example timeoutMs: 1000
+   */
+  timeoutMs?: number
+  /**
+   * One series per worker instead of the cluster's sum (see `ClusterMetricsOptions.perWorker`).
+   * @default false
+   * @example perWorker: true
+   */
+  perWorker?: boolean
+}
+
+/**
+ * Optional: the same cluster-wide metrics served by the primary on a port of its own, for when a
+ * scrape must not depend on a worker taking it (every worker busy, a port only the monitoring
+ * network reaches). The primary then loads prom-client. Start it from `onPrimary`; it closes when
+ * the cluster shuts down. Workers still call `clusterMetrics()` / `createClusterMetrics()` (that
+ * registers their registry); the app's own `/metrics` route is then optional.
+ * @example
+ * await clusteredListen(app, 3000, { onPrimary: (primary) => primaryMetricsServer(primary, { port: 9100 }) })
+ */
+export async function primaryMetricsServer(primary: Primary, options: PrimaryMetricsServerOptions): Promise<Server> {
+  if (typeof options !== 'object' || options === null) throw invalid('options', 'an object', options)
+  const { port, host, path = '/metrics', ...rest } = options
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65_535) {
+    throw invalid('port', 'an integer from 0 to 65535', port)
+  }
+  if (host !== undefined && typeof host !== 'string') throw invalid('host', 'a string', host)
+  if (typeof path !== 'string' || !path.startsWith('/')) throw invalid('path', "a path starting with '/'", path)
+  const { timeoutMs, perWorker } = resolveMetricsOptions(rest)
+  const server = createServer(async (req, res) => {
+    if (new URL(req.url ?? '/', 'http://x').pathname !== path) {
+      res.statusCode = 404
+      res.end()
+      return
+    }
+    try {
+      const { contentType, body } = await renderAnswer(await primary.collectMetrics({ timeoutMs }), perWorker)
+      res.setHeader('content-type', contentType)
+      res.end(body)
+    } catch (err) {
+      res.statusCode = 503
+      res.setHeader('content-type', 'text/plain; charset=utf-8')
+      res.end(`metrics unavailable: ${err instanceof Error ? err.message : String(err)}\n`)
+    }
+  })
+  // It never keeps the primary alive by itself, and closes with the cluster.
+  server.unref()
+  primary.once('shutdown', () => server.close())
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  return server
 }
