@@ -153,6 +153,22 @@ describe('counters and histograms never go down', () => {
     expect(sample(scrapes.at(-1)?.body ?? '', 'shoal_metrics_retired_workers_total')).toBe(1)
   })
 
+  it('a worker stuck in a busy loop is killed: its last collected values are kept, counted as stuck, not as a crash too', async () => {
+    const { f, address } = await start({}, { heartbeat: { intervalMs: 200, maxMissed: 5 } })
+    const served = await hits(address, 20)
+    const before = await scrape(address)
+    void get(`${address}/spin?ms=600000`, false, 60_000).catch(() => {})
+    await f.waitForOutput(/worker stuck: event loop silent/)
+    const stuck = await f.event('exit', (e) => served.includes(e.pid as number))
+    await f.event('ready', (e) => !served.includes(e.pid as number))
+    const after = await scrape(address)
+    expectMonotonic([before, after])
+    expect(after.hits).toBe(20)
+    expect(stuck).toMatchObject({ signal: 'SIGKILL' })
+    expect(sample(after.body, 'shoal_worker_restarts_total{reason="stuck"}')).toBe(1)
+    expect(sample(after.body, 'shoal_worker_restarts_total{reason="crash"}')).toBe(0)
+  })
+
   it('a rolling reload under traffic: totals never dip, and after it equal exactly the requests served (final values handed over)', async () => {
     const { f, address } = await start()
     // Before any scrape: only the final values can carry these counts across the reload.
