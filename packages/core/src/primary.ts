@@ -610,8 +610,10 @@ export class Primary extends EventEmitter<PrimaryEvents> {
             const code = err instanceof ShoalError ? err.code : undefined
             if (code === codes.SHOAL_ERR_UNKNOWN_COMMAND) return { key, outcome: 'empty' }
             if (code === codes.SHOAL_ERR_CHANNEL_CLOSED) return { key, outcome: 'gone' }
-            if (code !== codes.SHOAL_ERR_REQUEST_TIMEOUT) this.#log.warn({ err, workerId: key }, 'a worker could not report its metrics')
-            return { key, outcome: 'timed_out' } // slow, or its collect failed: its last values stand in
+            // Slow, abandoned by a shutdown (its final values are on their way), or its collect failed: its last values stand in.
+            if (code !== codes.SHOAL_ERR_REQUEST_TIMEOUT && code !== codes.SHOAL_ERR_SHUTTING_DOWN)
+              this.#log.warn({ err, workerId: key }, 'a worker could not report its metrics')
+            return { key, outcome: 'timed_out' }
           },
         ),
       ),
