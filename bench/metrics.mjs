@@ -1,4 +1,4 @@
-// Section 8: cluster-wide metrics. The same workers (~1,000 prom-client series each) are scraped two
+// Section 9: cluster-wide metrics. The same workers (~1,000 prom-client series each) are scraped two
 // ways in the same run: shoal (`GET /metrics` on the app's port, answered by a worker that asks the
 // primary, @shoal/metrics) and prom-client's documented cluster setup (`AggregatorRegistry
 // .clusterMetrics()` behind a second server in the primary). Latency per scrape (sequential, one
@@ -137,7 +137,7 @@ export function toMarkdown({ settings: s, results }) {
     r.blocked.map((b) => [fmtInt(r.workers), `${fmtInt(b.blockedMs)} ms`, outcome(b.shoal), outcome(b.promClient)]),
   )
   return [
-    '## 8. Metrics: one scrape for the whole cluster',
+    '## 9. Metrics: one scrape for the whole cluster',
     '',
     `N workers, each with ~1,000 prom-client series (500 counter, 280 histogram, 220 gauge samples). The same workers are scraped ` +
       `${s.scrapes} times in a row (after ${s.warmup} unmeasured) by each tool, one keep-alive connection each: **shoal** ` +

@@ -132,18 +132,6 @@ function summary() {
       ])
     }
   }
-  const w = results.websockets
-  if (w?.reload) {
-    const codes = (x) =>
-      Object.entries(x.codes)
-        .map(([code, n]) => `${code} × ${fmtInt(n)}`)
-        .join(', ')
-    rows.push([`${fmtInt(w.settings.clients)} WebSockets, rolling reload: close codes`, codes(w.reload)])
-    rows.push([
-      `${fmtInt(w.settings.clients)} WebSockets, SIGTERM: close codes, exit code`,
-      `${codes(w.shutdown)}, exit ${w.shutdown.exitCode}`,
-    ])
-  }
   const x = results.metrics
   if (x?.results) {
     for (const r of x.results) {
@@ -158,6 +146,18 @@ function summary() {
           `${b.shoal.status === 200 ? `200 in ${fmtInt(b.shoal.ms)} ms` : `failed (${b.shoal.status})`} / ${b.promClient.status === 200 ? `200 in ${fmtInt(b.promClient.ms)} ms` : `failed (${b.promClient.status}) after ${fmtInt(b.promClient.ms)} ms`}`,
         ])
     }
+  }
+  const w = results.websockets
+  if (w?.reload) {
+    const codes = (x) =>
+      Object.entries(x.codes)
+        .map(([code, n]) => `${code} × ${fmtInt(n)}`)
+        .join(', ')
+    rows.push([`${fmtInt(w.settings.clients)} WebSockets, rolling reload: close codes`, codes(w.reload)])
+    rows.push([
+      `${fmtInt(w.settings.clients)} WebSockets, SIGTERM: close codes, exit code`,
+      `${codes(w.shutdown)}, exit ${w.shutdown.exitCode}`,
+    ])
   }
   return ['## Summary', '', table(['what', 'measured'], rows)].join('\n')
 }

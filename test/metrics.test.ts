@@ -55,7 +55,7 @@ async function scrape(address: string, agent: http.Agent | false = false): Promi
   }
 }
 
-/** `n` requests to /hit, each on a fresh connection (round-robin spreads them); the pids that served them. */
+/** `n` requests to /hit, each on a fresh connection (wherever it lands); the pids that served them. */
 async function hits(address: string, n: number): Promise<number[]> {
   const pids: number[] = []
   for (let i = 0; i < n; i++) {
@@ -67,20 +67,34 @@ async function hits(address: string, n: number): Promise<number[]> {
 }
 
 /**
- * Keep-alive agents of one socket each, pinned to `count` different workers (known by the pid
- * header): round-robin decides where a new connection lands, a kept-alive one stays there.
+ * Keep-alive agents of one socket each, pinned to `count` different workers (known by the pid in the
+ * answer): where a new connection lands is up to the cluster's balancing, a kept-alive one stays there.
  */
-async function pinned(address: string, count: number): Promise<{ agent: http.Agent; pid: number; slot: number }[]> {
-  const found = new Map<number, { agent: http.Agent; pid: number; slot: number }>()
+async function pinned(address: string, count: number): Promise<Pinned[]> {
+  const found = new Map<number, Pinned>()
   for (let i = 0; i < 40 && found.size < count; i++) {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
     const reply = await get(`${address}/`, agent)
     const { pid, slot } = reply.json<{ pid: number; slot: number }>()
     if (found.has(pid)) agent.destroy()
-    else found.set(pid, { agent, pid, slot })
+    else found.set(pid, { agent, pid, slot, address })
   }
   expect(found.size).toBe(count)
   return [...found.values()]
+}
+
+type Pinned = { agent: http.Agent; pid: number; slot: number; address: string }
+
+/** `n` requests to /hit taking turns over pinned connections: every one of those workers serves some. */
+async function hitsVia(pins: Pinned[], n: number): Promise<number[]> {
+  const pids: number[] = []
+  for (let i = 0; i < n; i++) {
+    const pin = pins[i % pins.length] as Pinned
+    const reply = await get(`${pin.address}/hit`, pin.agent)
+    expect(reply.status).toBe(200)
+    pids.push(reply.json<{ pid: number }>().pid)
+  }
+  return pids
 }
 
 function expectMonotonic(scrapes: Scrape[]): void {
@@ -95,7 +109,7 @@ describe('one /metrics for the cluster', () => {
   it('N requests over 2 workers: a scrape through either worker reports exactly N', async () => {
     const { address } = await start()
     const [a, b] = await pinned(address, 2)
-    const served = await hits(address, 40)
+    const served = await hitsVia([a as Pinned, b as Pinned], 40)
     expect(new Set(served).size).toBe(2) // both workers served some
     const viaA = await scrape(address, a?.agent)
     const viaB = await scrape(address, b?.agent)
@@ -114,7 +128,7 @@ describe('one /metrics for the cluster', () => {
 
   it('Fastify plugin: the same totals', async () => {
     const { address } = await start({ FRAMEWORK: 'fastify' })
-    const served = await hits(address, 20)
+    const served = await hitsVia(await pinned(address, 2), 20)
     expect(new Set(served).size).toBe(2)
     const s = await scrape(address)
     expect(s.hits).toBe(20)
@@ -123,7 +137,7 @@ describe('one /metrics for the cluster', () => {
 
   it('perWorker: one series per worker, summing to N', async () => {
     const { address } = await start({ METRICS_OPTS: '{"perWorker":true}' })
-    const served = await hits(address, 20)
+    const served = await hitsVia(await pinned(address, 2), 20)
     const { body } = await scrape(address)
     const perWorker = body.split('\n').filter((l) => l.startsWith('http_requests_total{'))
     expect(perWorker).toHaveLength(2)
@@ -136,7 +150,7 @@ describe('counters and histograms never go down', () => {
   it('a worker SIGKILLed: the primary keeps the last values it collected', async () => {
     const { f, address } = await start()
     const scrapes: Scrape[] = []
-    const served = await hits(address, 20)
+    const served = await hitsVia(await pinned(address, 2), 20)
     scrapes.push(await scrape(address))
     expect(scrapes[0]?.hits).toBe(20)
     const victim = served[0] as number
@@ -155,7 +169,7 @@ describe('counters and histograms never go down', () => {
 
   it('a worker stuck in a busy loop is killed: its last collected values are kept, counted as stuck, not as a crash too', async () => {
     const { f, address } = await start({}, { heartbeat: { intervalMs: 200, maxMissed: 5 } })
-    const served = await hits(address, 20)
+    const served = await hitsVia(await pinned(address, 2), 20)
     const before = await scrape(address)
     void get(`${address}/spin?ms=600000`, false, 60_000).catch(() => {})
     await f.waitForOutput(/worker stuck: event loop silent/)
@@ -212,7 +226,7 @@ describe('counters and histograms never go down', () => {
 
   it('a memory-ceiling replacement: the drained worker’s final values are kept, exactly', async () => {
     const { f, address } = await start({}, { maxMemoryMb: 200, heartbeat: { intervalMs: 100, maxMissed: 50 } })
-    const served = await hits(address, 20)
+    const served = await hitsVia(await pinned(address, 2), 20)
     const before = await scrape(address)
     await hits(address, 10) // not scraped before the replacement
     const grown = (await get(`${address}/grow?mb=250`)).json<{ pid: number }>().pid

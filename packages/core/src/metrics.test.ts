@@ -160,14 +160,14 @@ describe('ownMetrics', () => {
     stats.reload('done', 1200)
     stats.drainStarted(3, 1000)
     stats.exited(3, 1500)
-    stats.computeFailed('usersCount')
     const status = {
       target: 2,
       generation: 1,
       workers: [{ slot: 0, workerId: 6, state: 'ready', rssBytes: 50e6, loopDelayMs: 2 }],
       shared: { usersCount: { version: 1, updatedAt: 0 } },
     }
-    const metrics = ownMetrics(status, stats, { answered: 1, timedOut: 0, retiredWorkers: 3 }, 10_000)
+    const failures = new Map([['usersCount', 2]])
+    const metrics = ownMetrics(status, stats, { answered: 1, timedOut: 0, retiredWorkers: 3, failures }, 10_000)
     const byName = new Map(metrics.map((m) => [m.name, m]))
     expect(byName.get('shoal_worker_restarts_total')?.values).toEqual([
       { value: 1, labels: { reason: 'crash' } },
@@ -177,6 +177,7 @@ describe('ownMetrics', () => {
     expect(total(metrics, 'shoal_worker_drain_duration_seconds', 'shoal_worker_drain_duration_seconds_sum')).toBe(0.5)
     expect(total(metrics, 'shoal_worker_event_loop_delay_seconds')).toBe(0.002)
     expect(total(metrics, 'shoal_shared_value_age_seconds')).toBe(10)
+    expect(byName.get('shoal_shared_compute_failures_total')?.values).toEqual([{ value: 2, labels: { name: 'usersCount' } }])
     for (const m of metrics) if (m.type === 'counter') expect(m.name).toMatch(/_total$/)
   })
 })

@@ -305,7 +305,6 @@ export class OwnStats {
   readonly reloads = { done: 0, failed: 0 }
   readonly reloadSeconds = new Histogram(DURATION_BUCKETS_S)
   readonly drainSeconds = new Histogram(DURATION_BUCKETS_S)
-  readonly computeFailures = new Map<string, number>()
   crashLoop = false
   readonly #draining = new Map<number, number>()
   /** Workers killed as stuck: their crash that follows is counted as `stuck`, not twice. */
@@ -333,10 +332,6 @@ export class OwnStats {
     this.#draining.delete(key)
     this.drainSeconds.observe((now - started) / 1000)
   }
-
-  computeFailed(name: string): void {
-    this.computeFailures.set(name, (this.computeFailures.get(name) ?? 0) + 1)
-  }
 }
 
 function gauge(name: string, help: string, values: MetricSample[]): MetricJson {
@@ -354,7 +349,7 @@ function counter(name: string, help: string, values: MetricSample[]): MetricJson
 export function ownMetrics(
   status: OwnStatus,
   stats: OwnStats,
-  scrape: { answered: number; timedOut: number; retiredWorkers: number },
+  scrape: { answered: number; timedOut: number; retiredWorkers: number; failures?: ReadonlyMap<string, number> },
   now: number,
 ): MetricJson[] {
   const states = { starting: 0, ready: 0, draining: 0 } as Record<string, number>
@@ -404,7 +399,7 @@ export function ownMetrics(
     counter(
       'shoal_shared_compute_failures_total',
       'Shared value computes that threw or timed out (the last good value was kept).',
-      [...stats.computeFailures].map(([name, value]) => ({ value, labels: { name } })),
+      [...(scrape.failures ?? [])].map(([name, value]) => ({ value, labels: { name } })),
     ),
     gauge('shoal_crash_loop', '1 once the crash-loop breaker tripped (the primary stops forking and exits 1).', [
       { value: stats.crashLoop ? 1 : 0, labels: {} },

@@ -158,11 +158,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     this.#opts = opts
     this.#log = opts.logger
     this.#machine = new SlotMachine(opts.workers, opts, this.#host())
-    this.#store = new SharedStore(
-      opts.shared,
-      opts.logger,
-      (name, entry) => this.#broadcast({ shoal: 1, type: 'shared-update', name, entry }),
-      (name) => this.#stats.computeFailed(name),
+    this.#store = new SharedStore(opts.shared, opts.logger, (name, entry) =>
+      this.#broadcast({ shoal: 1, type: 'shared-update', name, entry }),
     )
     this.#asks = new WorkerAsks({
       live: () =>
@@ -618,7 +615,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         ),
       ),
     )
-    return this.#metrics.settle(results, (scrape) => ownMetrics(this.status(), this.#stats, scrape, Date.now()))
+    const failures = this.#store.failures()
+    return this.#metrics.settle(results, (scrape) => ownMetrics(this.status(), this.#stats, { ...scrape, failures }, Date.now()))
   }
 
   #warnAboutDeadlines(): void {

@@ -19,15 +19,20 @@ export class SharedStore {
   readonly #sources: Record<string, SharedSource<unknown>>
   readonly #log: Logger
   readonly #publish: Publish
-  readonly #failed: (name: string) => void
+  /** Failed computes per source, for `shoal_shared_compute_failures_total`. */
+  readonly #failures = new Map<string, number>()
   readonly #entries = new Map<string, SharedEntry & { json: string }>()
   readonly #tickers: Ticker<unknown>[] = []
 
-  constructor(sources: Record<string, SharedSource<unknown>>, log: Logger, publish: Publish, failed: (name: string) => void = () => {}) {
+  constructor(sources: Record<string, SharedSource<unknown>>, log: Logger, publish: Publish) {
     this.#sources = sources
     this.#log = log
     this.#publish = publish
-    this.#failed = failed
+  }
+
+  /** Computes that threw or timed out, per source, since start. */
+  failures(): ReadonlyMap<string, number> {
+    return this.#failures
   }
 
   /** Sets static values and starts every compute; resolves when the first round settled or after `waitMs`. */
@@ -107,7 +112,7 @@ export class SharedStore {
           return
         }
         const { error: err } = outcome
-        this.#failed(name)
+        this.#failures.set(name, (this.#failures.get(name) ?? 0) + 1)
         const error = new ShoalError(codes.SHOAL_ERR_COMPUTE_FAILED, `compute for shared value "${name}" failed`, { cause: err })
         this.#log.error({ name, err: err instanceof Error ? err : describe(err) }, `${error.message}, last good value kept`)
       },
