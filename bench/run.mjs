@@ -7,6 +7,7 @@ import * as broadcast from './broadcast.mjs'
 import * as crash from './crash.mjs'
 import { fmt, fmtInt, mb, QUICK, ratio, table } from './lib.mjs'
 import * as memory from './memory.mjs'
+import * as metrics from './metrics.mjs'
 import * as reload from './reload.mjs'
 import * as shutdown from './shutdown.mjs'
 import * as throughput from './throughput.mjs'
@@ -24,6 +25,8 @@ const sections = [
   { name: 'balancing', mod: balancing },
 ]
 const log = (line) => console.error(line)
+// Section 9, after the others (kept apart from the list so branches that add sections merge cleanly).
+sections.push({ name: 'metrics', mod: metrics })
 
 const startedAt = new Date()
 const started = performance.now()
@@ -130,6 +133,21 @@ function summary() {
         `SIGTERM with ${fmtInt(d.settings.inFlight)} requests in flight, ${x.label}: got 200, ms to exit, exit code`,
         `${fmtInt(x.drain.ok)} / ${fmtInt(d.settings.inFlight)}, ${x.drain.exited ? `${fmt(x.drain.exitMs, 0)} ms` : 'did not exit'}, ${shutdown.exitText(x.drain)}`,
       ])
+    }
+  }
+  const x = results.metrics
+  if (x?.results) {
+    for (const r of x.results) {
+      rows.push([
+        `metrics scrape, ${r.workers} workers × ~1,000 series: p50 ms, primary CPU µs, shoal vs prom-client`,
+        `${fmt(r.shoal.p50)} vs ${fmt(r.promClient.p50)} ms, ${fmtInt(r.shoal.cpuMicrosPerScrape)} vs ${fmtInt(r.promClient.cpuMicrosPerScrape)} µs`,
+      ])
+      const b = r.blocked.at(-1)
+      if (b)
+        rows.push([
+          `metrics scrape, ${r.workers} workers, one blocked ${fmtInt(b.blockedMs)} ms: shoal / prom-client`,
+          `${b.shoal.status === 200 ? `200 in ${fmtInt(b.shoal.ms)} ms` : `failed (${b.shoal.status})`} / ${b.promClient.status === 200 ? `200 in ${fmtInt(b.promClient.ms)} ms` : `failed (${b.promClient.status}) after ${fmtInt(b.promClient.ms)} ms`}`,
+        ])
     }
   }
   const w = results.websockets

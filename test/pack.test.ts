@@ -1,7 +1,7 @@
-// What a user gets from the registry: the three packages packed with `pnpm pack` (its prepack builds
+// What a user gets from the registry: the four packages packed with `pnpm pack` (its prepack builds
 // them), installed from the tarballs into fresh apps outside the workspace with npm and with pnpm,
-// then run: a CommonJS and an ESM Express app, and a TypeScript Fastify app compiled by TypeScript 5
-// under `nodenext` and `bundler`. Skipped, with the reason, only when the npm registry is unreachable.
+// then run: a CommonJS and an ESM Express app (the ESM one with @shoal/metrics and prom-client), and
+// a TypeScript Fastify app compiled by TypeScript 5 under `nodenext` and `bundler`. Skipped, with the reason, only when the npm registry is unreachable.
 import { execFile } from 'node:child_process'
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -13,7 +13,7 @@ import { Fixture } from './helpers/fixture.js'
 
 const run = promisify(execFile)
 const root = fileURLToPath(new URL('..', import.meta.url))
-const PACKAGES = ['core', 'express', 'fastify'] as const
+const PACKAGES = ['core', 'express', 'fastify', 'metrics'] as const
 
 async function registryReachable(): Promise<string | undefined> {
   try {
@@ -57,8 +57,10 @@ clusteredListen(app, { port: 0, host: '127.0.0.1' }, ${SHARED}).then((handle) =>
 `
 const expressEsm = `import { clustered, clusteredListen } from '@shoal/express'
 import express from 'express'
+import { clusterMetrics } from '@shoal/metrics'
 const app = express()
 app.use(clustered())
+app.get('/metrics', clusterMetrics())
 app.get('/', (req, res) => res.json({ app: 'esm', workerId: req.cluster.workerId, users: req.cluster.shared.usersCount }))
 const handle = await clusteredListen(app, { port: 0, host: '127.0.0.1' }, ${SHARED})
 ${REPORT}
@@ -145,6 +147,8 @@ describe.skipIf(offline !== undefined)('the packed packages in fresh apps', () =
           'package.json': manifest(pm, tarballs, {
             '@shoal/express': pkg('express'),
             '@shoal/core': pkg('core'),
+            '@shoal/metrics': pkg('metrics'),
+            'prom-client': '^15.0.0',
             // Both majors of the peer range: Express 4 (still most apps) with npm, Express 5 with pnpm.
             ...(pm === 'npm' ? { express: '~4.21.0', '@types/express': '^4.17.0' } : { express: '^5.0.0', '@types/express': '^5.0.0' }),
             ...ts,
@@ -188,11 +192,16 @@ describe.skipIf(offline !== undefined)('the packed packages in fresh apps', () =
     expect(JSON.parse(manifestText).dependencies['@shoal/core']).toBe('^0.1.0')
   })
 
-  async function serves(file: string, cwd: string, expected: Record<string, unknown>): Promise<void> {
+  async function serves(file: string, cwd: string, expected: Record<string, unknown>, metrics = false): Promise<void> {
     const f = new Fixture(join(cwd, file))
     const { address } = await f.event('listening', undefined, 1, 30_000)
     const body = await (await fetch(String(address))).json()
     expect(body).toMatchObject({ users: 42, ...expected })
+    if (metrics) {
+      // @shoal/metrics from its tarball, with the app's prom-client: one worker answered the primary.
+      const text = await (await fetch(new URL('/metrics', String(address)))).text()
+      expect(text).toMatch(/^shoal_metrics_workers\{state="answered"\} 1$/m)
+    }
     f.signal('SIGTERM')
     expect(await f.waitForExit(20_000)).toEqual({ code: 0, signal: null })
   }
@@ -202,8 +211,8 @@ describe.skipIf(offline !== undefined)('the packed packages in fresh apps', () =
       await serves('server.cjs', apps(pm, 'express'), { app: 'cjs', workerId: 1 })
     }, 120_000)
 
-    it('runs an ESM Express app', async () => {
-      await serves('server.mjs', apps(pm, 'express'), { app: 'esm', workerId: 1 })
+    it('runs an ESM Express app, with @shoal/metrics', async () => {
+      await serves('server.mjs', apps(pm, 'express'), { app: 'esm', workerId: 1 }, true)
     }, 120_000)
 
     it('types usersCount through @shoal/core when the app lists core, and installs one copy of core', async () => {

@@ -60,3 +60,25 @@ describe('WorkerAsks', () => {
     await expect(p).rejects.toMatchObject({ code: 'SHOAL_ERR_SHUTTING_DOWN' })
   })
 })
+
+describe('WorkerAsks.askWorker (one worker, no retry: metrics collection)', () => {
+  it('asks that worker only; a late answer is ignored after the timeout; exit rejects as closed', async () => {
+    const s = setup([1, 2])
+    const answered = s.asks.askWorker(2, 'shoal:metrics', 100)
+    expect(s.sent.map(([k]) => k)).toEqual([2])
+    s.asks.answered(1, idOf(s.sent[0]?.[1] as PrimaryMessage), { ok: true, value: 'wrong worker' })
+    s.asks.answered(2, idOf(s.sent[0]?.[1] as PrimaryMessage), { ok: true, value: [] })
+    await expect(answered).resolves.toEqual([])
+
+    const slow = s.asks.askWorker(1, 'shoal:metrics', 100)
+    await s.c.advance(100)
+    await expect(slow).rejects.toMatchObject({ code: 'SHOAL_ERR_REQUEST_TIMEOUT' })
+    s.asks.answered(1, idOf(s.sent[1]?.[1] as PrimaryMessage), { ok: true, value: 'late' })
+    expect(s.asks.size).toBe(0)
+
+    const lost = s.asks.askWorker(1, 'shoal:metrics', 100)
+    s.asks.gone(1)
+    await expect(lost).rejects.toMatchObject({ code: 'SHOAL_ERR_CHANNEL_CLOSED' })
+    expect(s.sent).toHaveLength(3) // never handed to worker 2
+  })
+})

@@ -30,6 +30,8 @@ interface Pending {
   payload: unknown
   /** The worker it was sent to; undefined while it waits for a live worker. */
   key: number | undefined
+  /** Asked of this one worker (`askWorker`): never sent to another one. */
+  only: boolean
   attempts: number
   resolve(value: unknown): void
   reject(error: Error): void
@@ -75,6 +77,7 @@ export class WorkerAsks {
         cmd,
         payload: encoded && JSON.parse(encoded.json),
         key: undefined,
+        only: false,
         attempts: 0,
         resolve: (value) => {
           done()
@@ -91,6 +94,40 @@ export class WorkerAsks {
     })
   }
 
+  /**
+   * Asks one worker, with no retry elsewhere: rejects with `SHOAL_ERR_REQUEST_TIMEOUT` after
+   * `timeoutMs`, `SHOAL_ERR_CHANNEL_CLOSED` if it cannot be sent or the worker exits first. A late
+   * answer is ignored. Shares ids with `ask`, so answers never cross.
+   */
+  askWorker(key: number, cmd: string, timeoutMs: number): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const id = this.#nextId++
+      const timer = this.#clock.setTimer(timeoutMs, () => {
+        this.#pending.delete(id)
+        reject(new ShoalError(codes.SHOAL_ERR_REQUEST_TIMEOUT, `worker ${key} did not answer "${cmd}" within ${timeoutMs} ms`))
+      })
+      const settle = (fn: () => void) => {
+        this.#pending.delete(id)
+        timer.cancel()
+        fn()
+      }
+      const entry: Pending = {
+        id,
+        cmd,
+        payload: undefined,
+        key,
+        only: true,
+        attempts: 1,
+        resolve: (value) => settle(() => resolve(value)),
+        reject: (error) => settle(() => reject(error)),
+      }
+      this.#pending.set(id, entry)
+      if (!this.#host.send(key, { shoal: 1, type: 'ask', id, cmd, payload: undefined })) {
+        entry.reject(new ShoalError(codes.SHOAL_ERR_CHANNEL_CLOSED, `worker ${key} cannot be asked "${cmd}": its channel is closed`))
+      }
+    })
+  }
+
   /** A worker's `answer`; ignored unless that worker holds that request. */
   answered(key: number, id: number, answer: CommandAnswer): void {
     const entry = this.#pending.get(id)
@@ -103,6 +140,10 @@ export class WorkerAsks {
   gone(key: number): void {
     for (const entry of this.#pending.values()) {
       if (entry.key !== key) continue
+      if (entry.only) {
+        entry.reject(new ShoalError(codes.SHOAL_ERR_CHANNEL_CLOSED, `worker ${key} exited before it answered "${entry.cmd}"`))
+        continue
+      }
       entry.key = undefined
       this.#dispatch(entry, key)
     }

@@ -23,6 +23,11 @@ export function handleInWorker(cmd: string, handler: InWorkerHandler): () => voi
   }
 }
 
+/** True when this process registered a handler for `cmd`. */
+export function hasInWorker(cmd: string): boolean {
+  return handlers.has(cmd)
+}
+
 /** Runs this process's handler for `cmd`; never rejects. The value is what arrives across IPC: a JSON copy. */
 export async function runInWorker(cmd: string, payload: unknown): Promise<CommandAnswer> {
   const handler = handlers.get(cmd)

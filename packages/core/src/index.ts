@@ -19,6 +19,14 @@ export { handleInWorker, type InWorkerHandler } from './in-worker.js'
 export type { JobRunReport, JobStatus } from './jobs.js'
 export { jsonLogger, type LogFn, type Logger, type LoggerOption, silentLogger, textLogger } from './logger.js'
 export {
+  type ClusterMetricsAnswer,
+  DEFAULT_METRICS_TIMEOUT_MS,
+  foldRetired,
+  type MetricJson,
+  type MetricSample,
+  type WorkerMetrics,
+} from './metrics.js'
+export {
   type AdapterOptionName,
   type ClusterOptions,
   type Job,

@@ -3,9 +3,18 @@ import { EventEmitter } from 'node:events'
 import { WorkerAsks } from './ask.js'
 import { BALANCING_ENV, type Balancing, type BalancingDecision, decideBalancing, readBalancingHost } from './balancing.js'
 import { answerCommand } from './dispatch.js'
-import { codes, errorMessage, ShoalError } from './errors.js'
+import { codes, errorMessage, invalidOption, ShoalError } from './errors.js'
 import { type JobRunReport, type JobStatus, Jobs } from './jobs.js'
 import type { Logger } from './logger.js'
+import {
+  type ClusterMetricsAnswer,
+  type Collected,
+  DEFAULT_METRICS_TIMEOUT_MS,
+  MetricsBook,
+  metricsTimeoutMs,
+  OwnStats,
+  ownMetrics,
+} from './metrics.js'
 import type { RequestHandler, ResolvedOptions } from './options.js'
 import { isShoalMessage, type PrimaryMessage, parseWorkerMessage, type WorkerMessage } from './protocol.js'
 import { relayLines, stdioFor } from './relay.js'
@@ -115,6 +124,10 @@ export class Primary extends EventEmitter<PrimaryEvents> {
   #balancing: BalancingDecision
   /** Why start() rejects, once the cluster it began is down (a worker could not listen). */
   #startError: ShoalError | undefined
+  /** Each live worker's last collected metrics, and the retired workers' counters folded into one. */
+  readonly #metrics = new MetricsBook()
+  /** shoal's own counts for its metrics (restarts, reloads, drains): a few integers. */
+  readonly #stats = new OwnStats()
 
   /**
    * Commands every worker may send without a user handler. `shoal:reload` starts a rolling reload
@@ -135,6 +148,8 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       await this.#machine.handover(worker.workerId, 'SIGTERM')
       return true
     },
+    // A draining worker's final values, after its servers drained; folded once (see metrics.ts).
+    'shoal:metrics-final': (payload, worker) => this.#metrics.final(worker.workerId, payload),
   }
 
   /** Values broadcast to every worker: `primary.shared.set('usersCount', 42)`. */
@@ -272,6 +287,20 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     }
   }
 
+  /**
+   * Every serving worker's metrics (prom-client's `getMetricsAsJSON()` shape), the retired workers'
+   * counters and histograms, and shoal's own metrics: what `@shoal/metrics` merges and renders, here
+   * for a metrics server of the primary's own (`primaryMetricsServer`). Each worker gets `timeoutMs`;
+   * one that has not answered by then is counted as timed out and never fails the collect.
+   * @example const { workers, retired, own } = await primary.collectMetrics({ timeoutMs: 1000 })
+   */
+  collectMetrics({ timeoutMs = DEFAULT_METRICS_TIMEOUT_MS }: { timeoutMs?: number } = {}): Promise<ClusterMetricsAnswer> {
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 60_000) {
+      return Promise.reject(invalidOption('timeoutMs', 'an integer number of milliseconds from 1 to 60000', timeoutMs))
+    }
+    return this.#collectMetrics(timeoutMs)
+  }
+
   /** The `onPrimary` hook, before anything else starts: a library's primary half must exist before the first fork. */
   async #runOnPrimary(): Promise<void> {
     const hook = this.#opts.onPrimary
@@ -400,10 +429,12 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     switch (note.type) {
       case 'fork':
         log.debug({ slot: note.slot, pid: note.pid, generation: note.generation }, 'forked worker')
+        this.#metrics.add(note.key, note.slot, note.pid ?? -1)
         if (note.pid !== undefined)
           this.#publish('fork', { slot: note.slot, workerId: note.key, pid: note.pid, generation: note.generation })
         return
       case 'spawn-error':
+        if (note.key !== undefined) this.#metrics.exited(note.key) // no process: no exit note will come
         log.error({ slot: note.slot, error: note.error }, `could not start a worker for slot ${note.slot}: ${note.error}`)
         this.#publish('spawn-error', { slot: note.slot, error: note.error })
         return
@@ -424,10 +455,13 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         this.#processes.delete(key)
         this.#beats.delete(key)
         this.#asks.gone(key)
+        this.#metrics.exited(key)
+        this.#stats.exited(key, Date.now())
         if (pid !== undefined) this.#publish('exit', { slot, workerId: key, pid, code, signal, planned })
         return
       }
       case 'crash':
+        this.#stats.restart('crash', note.key)
         log.warn({ slot: note.slot, pid: note.pid, ready: note.ready }, `worker crashed: ${note.reason}`)
         return
       case 'restart-scheduled':
@@ -439,6 +473,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         else log.info({ slot: note.slot, pid: note.pid }, 'worker drains on its own (SIGTERM); replacing it now')
         return
       case 'stuck':
+        this.#stats.restart('stuck', note.key)
         log.error(
           { slot: note.slot, pid: note.pid, stuckMs: note.silentMs },
           `worker stuck: event loop silent for ${note.silentMs} ms, replacing it`,
@@ -453,6 +488,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
           { crashWeight, maxCrashes, windowMs, lastError },
           `crash loop: workers keep dying (weight ${crashWeight} ≥ ${maxCrashes} within ${windowMs} ms), not forking again; last error: ${lastError}`,
         )
+        this.#stats.crashLoop = true
         this.#publish('crash-loop', { crashWeight, windowMs, lastError })
         void this.shutdown('crash-loop').then((code) => process.exit(code))
         return
@@ -510,9 +546,14 @@ export class Primary extends EventEmitter<PrimaryEvents> {
         this.#machine.ready(key, message.address)
         return
       case 'draining':
+        this.#stats.drainStarted(key, Date.now())
         this.#machine.drainAnnounced(key, message.deadlineMs, message.fatal)
         return
       case 'request':
+        if (message.cmd === 'shoal:metrics' && !Object.hasOwn(this.#opts.handlers, message.cmd)) {
+          void this.#answerMetrics(worker, message.id, message.payload)
+          return
+        }
         void this.#answer(worker, message.id, message.cmd, message.payload)
         return
       case 'pong':
@@ -549,6 +590,52 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     const info = { slot, workerId: worker.id, pid: worker.process.pid ?? -1 }
     const answer = await answerCommand(this.#opts.handlers, this.#builtins, cmd, payload, info, this.#log)
     this.#send(worker, { shoal: 1, type: 'response', id, ...answer })
+  }
+
+  /**
+   * A scrape of /metrics (@shoal/metrics). Answered without `answerCommand`'s re-encoding: the answer
+   * is what workers sent over IPC (JSON already) and shoal's own finite numbers, and walking every
+   * sample of every worker three more times would be most of the primary's cost per scrape.
+   */
+  async #answerMetrics(worker: Worker, id: number, payload: unknown): Promise<void> {
+    try {
+      const value = await this.#collectMetrics(metricsTimeoutMs(payload))
+      this.#send(worker, { shoal: 1, type: 'response', id, ok: true, value })
+    } catch (err) {
+      // Never an unhandled rejection in the primary: the scrape fails, the cluster does not.
+      const error = { code: codes.SHOAL_ERR_HANDLER_FAILED, message: `collecting metrics failed: ${errorMessage(err)}` }
+      this.#send(worker, { shoal: 1, type: 'response', id, ok: false, error })
+    }
+  }
+
+  /**
+   * One scrape: asks every serving worker (draining ones too: they still serve) in parallel, each
+   * within `timeoutMs`; a slow one never fails the scrape. A worker still starting is not asked: it
+   * may be loading its code for a while (a reload's replacement) and has served nothing yet. A worker
+   * that registered no metrics answers `SHOAL_ERR_UNKNOWN_COMMAND` at once: empty.
+   */
+  async #collectMetrics(timeoutMs: number): Promise<ClusterMetricsAnswer> {
+    const keys = this.#metrics
+      .keys()
+      .filter((key) => this.#machine.worker(key)?.phase !== 'starting' && this.#processes.get(key)?.isConnected())
+    const results = await Promise.all(
+      keys.map((key) =>
+        this.#asks.askWorker(key, 'shoal:metrics', timeoutMs).then(
+          (value): Collected => ({ key, outcome: 'answered', value }),
+          (err: unknown): Collected => {
+            const code = err instanceof ShoalError ? err.code : undefined
+            if (code === codes.SHOAL_ERR_UNKNOWN_COMMAND) return { key, outcome: 'empty' }
+            if (code === codes.SHOAL_ERR_CHANNEL_CLOSED) return { key, outcome: 'gone' }
+            // Slow, abandoned by a shutdown (its final values are on their way), or its collect failed: its last values stand in.
+            if (code !== codes.SHOAL_ERR_REQUEST_TIMEOUT && code !== codes.SHOAL_ERR_SHUTTING_DOWN)
+              this.#log.warn({ err, workerId: key }, 'a worker could not report its metrics')
+            return { key, outcome: 'timed_out' }
+          },
+        ),
+      ),
+    )
+    const failures = this.#store.failures()
+    return this.#metrics.settle(results, (scrape) => ownMetrics(this.status(), this.#stats, { ...scrape, failures }, Date.now()))
   }
 
   #warnAboutDeadlines(): void {
@@ -597,6 +684,7 @@ export class Primary extends EventEmitter<PrimaryEvents> {
     if (serving?.role !== 'current' || serving.phase !== 'ready' || this.#refreshing.has(serving.slot)) return
     const slot = serving.slot
     this.#refreshing.add(slot)
+    this.#stats.restart('memory')
     const rssMb = Math.round(rssBytes / 1024 / 1024)
     this.#log.warn({ slot, pid: serving.pid, rssMb, maxMemoryMb: limitMb }, 'worker over maxMemoryMb, replacing it gracefully')
     this.#machine
@@ -628,10 +716,12 @@ export class Primary extends EventEmitter<PrimaryEvents> {
       const reason = errorMessage(err)
       const slot = err instanceof SlotError ? err.slot : -1
       this.#log.error({ generation, slot, reason }, 'rolling reload failed, old workers keep serving')
+      this.#stats.reload('failed', Date.now() - started)
       this.#publish('reload-failed', { generation, slot, reason })
       throw new ShoalError(codes.SHOAL_ERR_RELOAD_FAILED, `rolling reload failed at slot ${slot}: ${reason}`, { cause: err })
     }
     const outcome = { generation, durationMs: Date.now() - started, replaced: done }
+    this.#stats.reload('done', outcome.durationMs)
     this.#log.info(outcome, 'rolling reload done')
     this.#publish('reload-done', outcome)
     return outcome

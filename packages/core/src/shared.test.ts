@@ -73,3 +73,22 @@ describe('SharedStore with a value that throws while inspected', () => {
     expect(r.errors).toHaveLength(2)
   })
 })
+
+describe('SharedStore compute failures', () => {
+  it('counts each failed compute per source (shoal_shared_compute_failures_total), and keeps the last good value', async () => {
+    const r = recorder()
+    let calls = 0
+    const compute = () => {
+      calls++
+      if (calls > 1) throw new Error('db down')
+      return 7
+    }
+    const store = new SharedStore({ usersCount: { everyMs: 10, compute } }, r.log, r.publish)
+    await store.start()
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    store.stop()
+    expect(store.failures().get('usersCount')).toBeGreaterThanOrEqual(2)
+    expect([...store.failures().keys()]).toEqual(['usersCount'])
+    expect(store.get('usersCount')).toBe(7)
+  })
+})

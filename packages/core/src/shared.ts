@@ -19,6 +19,8 @@ export class SharedStore {
   readonly #sources: Record<string, SharedSource<unknown>>
   readonly #log: Logger
   readonly #publish: Publish
+  /** Failed computes per source, for `shoal_shared_compute_failures_total`. */
+  readonly #failures = new Map<string, number>()
   readonly #entries = new Map<string, SharedEntry & { json: string }>()
   readonly #tickers: Ticker<unknown>[] = []
 
@@ -26,6 +28,11 @@ export class SharedStore {
     this.#sources = sources
     this.#log = log
     this.#publish = publish
+  }
+
+  /** Computes that threw or timed out, per source, since start. */
+  failures(): ReadonlyMap<string, number> {
+    return this.#failures
   }
 
   /** Sets static values and starts every compute; resolves when the first round settled or after `waitMs`. */
@@ -105,6 +112,7 @@ export class SharedStore {
           return
         }
         const { error: err } = outcome
+        this.#failures.set(name, (this.#failures.get(name) ?? 0) + 1)
         const error = new ShoalError(codes.SHOAL_ERR_COMPUTE_FAILED, `compute for shared value "${name}" failed`, { cause: err })
         this.#log.error({ name, err: err instanceof Error ? err : describe(err) }, `${error.message}, last good value kept`)
       },

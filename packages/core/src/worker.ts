@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { abortDraining, applyShared, context, getLogger, send, setLogger, settleResponse, sharedArrived, supervised } from './context.js'
 import { trackServer } from './drain.js'
-import { runInWorker } from './in-worker.js'
+import { hasInWorker, runInWorker } from './in-worker.js'
 import { flushLogger, type Logger } from './logger.js'
 import { type PrimaryMessage, parsePrimaryMessage } from './protocol.js'
 import type { DrainReason } from './upgrade.js'
@@ -135,6 +135,8 @@ export function drainWorker(reason: string, { deadlineMs, fatal = false, restart
     const drained = (await Promise.all(drains)).every((r) => r === 'drained')
     // Cleanup gets what is left of the deadline, and never less than its budget.
     const cleanupUntil = Math.max(started + timeoutMs, Date.now() + cleanupBudgetMs(timeoutMs))
+    // Every request was answered: the metrics now hold their final values. Sent beside the cleanup, in its time.
+    const handedOver = handOverFinalValues(cleanupUntil - Date.now())
     let cleanedUp = true
     for (const { options } of attached) {
       for (const hook of [options.close, options.onShutdown]) {
@@ -148,6 +150,7 @@ export function drainWorker(reason: string, { deadlineMs, fatal = false, restart
       }
     }
     await synced
+    await handedOver
     logUpgradeCloses(reason, drainReason)
     if (!drained) getLogger().warn({ reason, pid: process.pid }, 'shutdown deadline passed, closed remaining connections')
     return { drained, cleanedUp, fatal: fatal || uncaughtDuringDrain }
@@ -193,6 +196,26 @@ async function syncWithPrimary(timeoutMs: number): Promise<void> {
     await context.request('shoal:sync', undefined, { timeoutMs: Math.max(1, timeoutMs) })
   } catch (err) {
     getLogger().warn({ err, pid: process.pid }, 'the primary did not answer the drain sync; exiting anyway')
+  }
+}
+
+/**
+ * Hands this worker's final metric values (`handleInWorker('shoal:metrics', ...)`, registered by
+ * @shoal/metrics) to the primary and waits for its answer, so the counts of the last requests are
+ * folded into the cluster's totals before the process ends. Nothing to do without a primary, or
+ * when no metrics were registered; bounded by `timeoutMs`.
+ */
+async function handOverFinalValues(timeoutMs: number): Promise<void> {
+  if (!supervised || !process.connected || !hasInWorker('shoal:metrics')) return
+  const collected = await runInWorker('shoal:metrics', undefined)
+  if (!collected.ok) {
+    getLogger().warn({ pid: process.pid, err: collected.error }, 'could not collect the final metric values')
+    return
+  }
+  try {
+    await context.request('shoal:metrics-final', collected.value, { timeoutMs: Math.max(1, timeoutMs) })
+  } catch (err) {
+    getLogger().warn({ err, pid: process.pid }, 'the primary did not take the final metric values; it keeps the last ones it collected')
   }
 }
 
