@@ -119,7 +119,11 @@ describe.sequential('balancing', () => {
   it('defaults to a shared listening socket that every worker accepts from (no hop through the primary)', async () => {
     const { f, status, port } = await start(undefined)
     expect(status.balancing).toBe('shared')
-    const view = kernelView(port, f.pid, status.workers.map((w) => w.pid))
+    const view = kernelView(
+      port,
+      f.pid,
+      status.workers.map((w) => w.pid),
+    )
     // One socket; each worker holds it (so it accepts itself), and the primary keeps it open.
     expect(view).toEqual({ sockets: 1, primary: 1, workers: [1, 1] })
     expect(f.output()).toMatch(/balancing 'shared'/)
@@ -150,22 +154,30 @@ describe.sequential('balancing', () => {
         })
       })
 
-      it.skipIf(!hasAb)('loses nothing in a rolling reload under ab -c 50 without keep-alive', async () => {
-        await run(async () => {
-          const { f, port } = await start(mode, { port: mode === 'reuse-port' ? await freePort() : 0 })
-          expectClean(await reloadUnderAb(f, `http://127.0.0.1:${port}`))
-        })
-      }, 120_000)
+      it.skipIf(!hasAb)(
+        'loses nothing in a rolling reload under ab -c 50 without keep-alive',
+        async () => {
+          await run(async () => {
+            const { f, port } = await start(mode, { port: mode === 'reuse-port' ? await freePort() : 0 })
+            expectClean(await reloadUnderAb(f, `http://127.0.0.1:${port}`))
+          })
+        },
+        120_000,
+      )
 
-      it.skipIf(!hasAb || !hasNginx)('loses nothing in a rolling reload behind nginx with its default proxy settings (0 502s)', async () => {
-        await run(async () => {
-          const { f, port } = await start(mode, { port: mode === 'reuse-port' ? await freePort() : 0 })
-          const nginx = await startNginx(port)
-          const result = await reloadUnderAb(f, nginx.url)
-          expectClean(result)
-          expect(nginx.errorLog(), 'nginx logs every failed upstream request').not.toMatch(/upstream/)
-        })
-      }, 120_000)
+      it.skipIf(!hasAb || !hasNginx)(
+        'loses nothing in a rolling reload behind nginx with its default proxy settings (0 502s)',
+        async () => {
+          await run(async () => {
+            const { f, port } = await start(mode, { port: mode === 'reuse-port' ? await freePort() : 0 })
+            const nginx = await startNginx(port)
+            const result = await reloadUnderAb(f, nginx.url)
+            expectClean(result)
+            expect(nginx.errorLog(), 'nginx logs every failed upstream request').not.toMatch(/upstream/)
+          })
+        },
+        120_000,
+      )
     })
   }
 
@@ -194,11 +206,20 @@ describe.sequential('balancing', () => {
     const check = async (reason: RegExp) => {
       const { f, status, port } = await start('reuse-port', { port: await freePort() })
       expect(status.balancing).toBe('round-robin')
-      const lines = f.output().split('\n').filter((l) => l.includes("balancing 'reuse-port' is not available"))
+      const lines = f
+        .output()
+        .split('\n')
+        .filter((l) => l.includes("balancing 'reuse-port' is not available"))
       expect(lines).toHaveLength(1)
       expect(lines[0]).toMatch(reason)
       expect(lines[0]).toMatch(/using 'round-robin'/)
-      expect(kernelView(port, f.pid, status.workers.map((w) => w.pid))).toEqual({ sockets: 1, primary: 1, workers: [0, 0] })
+      expect(
+        kernelView(
+          port,
+          f.pid,
+          status.workers.map((w) => w.pid),
+        ),
+      ).toEqual({ sockets: 1, primary: 1, workers: [0, 0] })
       const pids = await spread(`http://127.0.0.1:${port}`, 40, 4)
       expect(pids.size).toBe(2)
       f.destroy()
@@ -209,12 +230,16 @@ describe.sequential('balancing', () => {
     else if (readMigrate() !== '1') await check(/tcp_migrate_req is/)
   }, 90_000)
 
-  it.skipIf(!reusePortNode || !canSetMigrate)("'reuse-port' on port 0 fails the start with an error that says why", async () => {
-    await withMigrate('1', async () => {
-      const f = new Fixture('http-app.mjs', { WORKERS: '2', PORT: '0', FIXTURE_OPTS: JSON.stringify({ balancing: 'reuse-port' }) })
-      const exit = await f.waitForExit(30_000)
-      expect(exit.code).not.toBe(0)
-      expect(f.output()).toMatch(/balancing 'reuse-port' needs a fixed port/)
-    })
-  }, 60_000)
+  it.skipIf(!reusePortNode || !canSetMigrate)(
+    "'reuse-port' on port 0 fails the start with an error that says why",
+    async () => {
+      await withMigrate('1', async () => {
+        const f = new Fixture('http-app.mjs', { WORKERS: '2', PORT: '0', FIXTURE_OPTS: JSON.stringify({ balancing: 'reuse-port' }) })
+        const exit = await f.waitForExit(30_000)
+        expect(exit.code).not.toBe(0)
+        expect(f.output()).toMatch(/balancing 'reuse-port' needs a fixed port/)
+      })
+    },
+    60_000,
+  )
 })
