@@ -11,7 +11,7 @@ import { fmt, fmtInt, isMain, percentile, QUICK, sleep, startServer, table } fro
 const apps = new URL('./apps/', import.meta.url)
 
 export function settings(quick = QUICK) {
-  return { sizes: [2, 8, 32], scrapes: quick ? 10 : 40, warmup: 3, blockedMs: [3000, 6000], shoalTimeoutMs: 1500 }
+  return { sizes: [2, 8, 32], scrapes: quick ? 10 : 40, warmup: quick ? 3 : 10, blockedMs: [3000, 6000], shoalTimeoutMs: 1500 }
 }
 
 function get(url, agent) {
@@ -33,20 +33,31 @@ function get(url, agent) {
 const cpuMicros = async (hook, agent) => JSON.parse((await get(`${hook}/cpu`, agent)).body).micros
 const series = (body) => body.split('\n').filter((l) => l !== '' && !l.startsWith('#')).length
 
-async function measure(url, hook, agent, hookAgent, s) {
-  for (let i = 0; i < s.warmup; i++) await get(url, agent)
-  const before = await cpuMicros(hook, hookAgent)
-  const ms = []
-  let failed = 0
-  let last = ''
+/**
+ * Scrapes every tool in turn (A, B, C, A, B, C, ...) so that drift, JIT warm-up of the shared
+ * prom-client code and the machine's other work hit them alike; the primary's CPU time is read
+ * around each scrape and summed per tool.
+ */
+async function measureInterleaved(tools, hook, hookAgent, s) {
+  for (let i = 0; i < s.warmup; i++) for (const t of tools) await get(t.url, t.agent)
+  const out = tools.map(() => ({ ms: [], failed: 0, cpu: 0, last: '' }))
   for (let i = 0; i < s.scrapes; i++) {
-    const r = await get(url, agent)
-    if (r.status === 200) ms.push(r.ms)
-    else failed++
-    last = r.body
+    for (const [k, t] of tools.entries()) {
+      const before = await cpuMicros(hook, hookAgent)
+      const r = await get(t.url, t.agent)
+      out[k].cpu += (await cpuMicros(hook, hookAgent)) - before
+      if (r.status === 200) out[k].ms.push(r.ms)
+      else out[k].failed++
+      out[k].last = r.body
+    }
   }
-  const cpu = (await cpuMicros(hook, hookAgent)) - before
-  return { p50: percentile(ms, 50), p99: percentile(ms, 99), failed, cpuMicrosPerScrape: cpu / s.scrapes, series: series(last) }
+  return out.map((o) => ({
+    p50: percentile(o.ms, 50),
+    p99: percentile(o.ms, 99),
+    failed: o.failed,
+    cpuMicrosPerScrape: o.cpu / s.scrapes,
+    series: series(o.last),
+  }))
 }
 
 /**
@@ -82,8 +93,18 @@ export async function run(log = console.error) {
       const { hook } = server.ready
       const shoalUrl = `${server.address}/metrics`
       const promUrl = `${hook}/prom-client`
-      const shoal = await measure(shoalUrl, hook, agent, hookAgent, s)
-      const promClient = await measure(promUrl, hook, hookAgent, hookAgent, s)
+      const primaryAgent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+      const [shoal, shoalPrimary, promClient] = await measureInterleaved(
+        [
+          { url: shoalUrl, agent },
+          { url: `${server.ready.primaryPort}/metrics`, agent: primaryAgent },
+          { url: promUrl, agent: hookAgent },
+        ],
+        hook,
+        hookAgent,
+        s,
+      )
+      primaryAgent.destroy()
       const blocked = []
       for (const ms of s.blockedMs) {
         blocked.push({
@@ -92,9 +113,10 @@ export async function run(log = console.error) {
           promClient: await blockedScrape(promUrl, hook, hookAgent, hookAgent, server.address, ms),
         })
       }
-      const out = { workers, shoal, promClient, blocked }
+      const out = { workers, shoal, shoalPrimary, promClient, blocked }
       log(
         `[metrics] ${workers} workers: shoal p50 ${fmt(shoal.p50)} ms p99 ${fmt(shoal.p99)} ms cpu ${fmtInt(shoal.cpuMicrosPerScrape)} µs; ` +
+          `shoal primary port p50 ${fmt(shoalPrimary.p50)} ms p99 ${fmt(shoalPrimary.p99)} ms; ` +
           `prom-client p50 ${fmt(promClient.p50)} ms p99 ${fmt(promClient.p99)} ms cpu ${fmtInt(promClient.cpuMicrosPerScrape)} µs; ` +
           blocked
             .map(
@@ -122,6 +144,7 @@ export function toMarkdown({ settings: s, results }) {
   const rows = results.flatMap((r) =>
     [
       ['shoal (`/metrics` on the app port)', r.shoal],
+      ["shoal (`primaryMetricsServer`, the primary's own port)", r.shoalPrimary],
       ['prom-client `AggregatorRegistry.clusterMetrics()`', r.promClient],
     ].map(([label, x]) => [
       fmtInt(r.workers),
@@ -140,12 +163,14 @@ export function toMarkdown({ settings: s, results }) {
     '## 9. Metrics: one scrape for the whole cluster',
     '',
     `N workers, each with ~1,000 prom-client series (500 counter, 280 histogram, 220 gauge samples). The same workers are scraped ` +
-      `${s.scrapes} times in a row (after ${s.warmup} unmeasured) by each tool, one keep-alive connection each: **shoal** ` +
-      '(`GET /metrics` on the app port; the worker asks the primary, which collects every worker over IPC; the worker merges with ' +
-      "prom-client's `AggregatorRegistry.aggregate`) and **prom-client** (`AggregatorRegistry.clusterMetrics()` in the primary, " +
-      'served by a second server there, as its docs show). **Primary CPU µs / scrape**: `process.cpuUsage()` of the primary ' +
-      'before and after the batch, divided by the scrapes (for prom-client this includes the primary merging and rendering; ' +
-      'for shoal the merge runs in the worker that took the scrape). Series = samples in the merged output (shoal adds its own metrics: about 36 series plus 2 per worker).',
+      `${s.scrapes} times by each tool, in turn (one scrape of each, then the next round; after ${s.warmup} unmeasured rounds), one ` +
+      'keep-alive connection each: **shoal on the app port** (`GET /metrics` answered by a worker, which asks the primary; the ' +
+      "primary collects every worker over IPC and, with `@shoal/metrics` loaded there, merges with prom-client's " +
+      "`AggregatorRegistry.aggregate` and hands the worker the text), **shoal on the primary's port** (`primaryMetricsServer`, " +
+      'the same collect without the worker hop) and **prom-client** (`AggregatorRegistry.clusterMetrics()` in the primary, served ' +
+      'by a second server there, as its docs show). **Primary CPU µs / scrape**: `process.cpuUsage()` of the primary read before ' +
+      'and after each scrape, summed per tool. Series = samples in the merged output (shoal adds its own metrics: about 36 series ' +
+      'plus 2 per worker).',
     '',
     table(['workers', 'scraped by', 'series', 'p50 ms', 'p99 ms', 'primary CPU µs / scrape', 'failed'], rows),
     '',

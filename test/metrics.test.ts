@@ -126,6 +126,21 @@ describe('one /metrics for the cluster', () => {
     b?.agent.destroy()
   })
 
+  it('a runCluster primary without @shoal/metrics: the scraping worker merges, with the same exact totals', async () => {
+    const f = new Fixture('metrics-core.mjs', { WORKERS: '2' })
+    const started = await f.event('started')
+    const address = (started.status as { workers: { address: string }[] }).workers[0]?.address as string
+    expect((await f.event('primary-modules')).promClient).toBe(false)
+    const [a, b] = await pinned(address, 2)
+    const served = await hitsVia([a as Pinned, b as Pinned], 30)
+    expect(new Set(served).size).toBe(2)
+    const s = await scrape(address, b?.agent)
+    expect(s.hits).toBe(30)
+    a?.agent.destroy()
+    b?.agent.destroy()
+    expect(sample(s.body, 'shoal_metrics_workers{state="answered"}')).toBe(2)
+  })
+
   it('Fastify plugin: the same totals', async () => {
     const { address } = await start({ FRAMEWORK: 'fastify' })
     const served = await hitsVia(await pinned(address, 2), 20)

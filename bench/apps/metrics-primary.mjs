@@ -3,10 +3,13 @@
 //   GET /cpu          this process's CPU time so far (process.cpuUsage, µs)
 //   GET /prom-client  prom-client's AggregatorRegistry.clusterMetrics() (its documented cluster setup)
 //   GET /block?ms=&not=<pid>  blocks one worker (not that pid) for ms; answers its pid
-// Prints one JSON line { address, hook } once ready. Env: WORKERS.
+// Also shoal's own metrics port in the primary (primaryMetricsServer). Prints one JSON line
+// { address, hook, primaryPort } once ready. Env: WORKERS, SHOAL_METRICS_TIMEOUT_MS.
 import cluster from 'node:cluster'
 import { createServer } from 'node:http'
 import { createPrimary } from '@shoal/core'
+// Loaded in the primary, as the README says for a runCluster primary: the primary merges each scrape.
+import { primaryMetricsServer } from '@shoal/metrics'
 import client from 'prom-client'
 import { HOST, say } from './common.mjs'
 
@@ -19,6 +22,8 @@ const primary = createPrimary({
 })
 const aggregator = new client.AggregatorRegistry()
 await primary.start()
+// shoal's optional metrics port in the primary (the same collect; no worker takes the scrape).
+const own = await primaryMetricsServer(primary, { port: 0, host: HOST, timeoutMs: Number(process.env.SHOAL_METRICS_TIMEOUT_MS ?? 1500) })
 
 const hook = createServer(async (req, res) => {
   const url = new URL(req.url ?? '/', 'http://x')
@@ -52,5 +57,9 @@ const hook = createServer(async (req, res) => {
 })
 hook.listen(0, HOST, () => {
   const { port } = hook.address()
-  say({ address: primary.status().workers[0]?.address, hook: `http://${HOST}:${port}` })
+  say({
+    address: primary.status().workers[0]?.address,
+    hook: `http://${HOST}:${port}`,
+    primaryPort: `http://${HOST}:${own.address().port}`,
+  })
 })

@@ -24,6 +24,9 @@ export {
   foldRetired,
   type MetricJson,
   type MetricSample,
+  type MetricsRenderer,
+  type RenderedMetrics,
+  setMetricsRenderer,
   type WorkerMetrics,
 } from './metrics.js'
 export {

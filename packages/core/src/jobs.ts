@@ -168,6 +168,7 @@ export const askInProcess: AskWorker = async (cmd, payload) => {
     throw new ShoalError(codes.SHOAL_ERR_NOT_SERIALIZABLE, `payload for "${cmd}" cannot be sent: ${encoded.problem}`)
   }
   const answer = await runInWorker(cmd, encoded && JSON.parse(encoded.json))
-  if (answer.ok) return answer.value
+  // What would arrive across IPC: a JSON copy, never the handler's own object.
+  if (answer.ok) return answer.value === undefined ? undefined : JSON.parse(JSON.stringify(answer.value))
   throw new ShoalError(answer.error.code as ShoalErrorCode, answer.error.message)
 }

@@ -11,9 +11,12 @@ import {
   type Collected,
   DEFAULT_METRICS_TIMEOUT_MS,
   MetricsBook,
+  metricsPerWorker,
+  metricsRenderer,
   metricsTimeoutMs,
   OwnStats,
   ownMetrics,
+  type RenderedMetrics,
 } from './metrics.js'
 import type { RequestHandler, ResolvedOptions } from './options.js'
 import { isShoalMessage, type PrimaryMessage, parseWorkerMessage, type WorkerMessage } from './protocol.js'
@@ -599,12 +602,24 @@ export class Primary extends EventEmitter<PrimaryEvents> {
    */
   async #answerMetrics(worker: Worker, id: number, payload: unknown): Promise<void> {
     try {
-      const value = await this.#collectMetrics(metricsTimeoutMs(payload))
-      this.#send(worker, { shoal: 1, type: 'response', id, ok: true, value })
+      const answer = await this.#collectMetrics(metricsTimeoutMs(payload))
+      this.#send(worker, { shoal: 1, type: 'response', id, ok: true, value: await this.#renderMetrics(answer, metricsPerWorker(payload)) })
     } catch (err) {
       // Never an unhandled rejection in the primary: the scrape fails, the cluster does not.
       const error = { code: codes.SHOAL_ERR_HANDLER_FAILED, message: `collecting metrics failed: ${errorMessage(err)}` }
       this.#send(worker, { shoal: 1, type: 'response', id, ok: false, error })
+    }
+  }
+
+  /** The text, where `@shoal/metrics` is loaded here; else (or if rendering fails) the answer for the worker to merge. */
+  async #renderMetrics(answer: ClusterMetricsAnswer, perWorker: boolean): Promise<ClusterMetricsAnswer | { rendered: RenderedMetrics }> {
+    const render = metricsRenderer()
+    if (!render) return answer
+    try {
+      return { rendered: await render(answer, perWorker) }
+    } catch (err) {
+      this.#log.warn({ err }, 'the primary could not merge the metrics; the scraping worker merges them')
+      return answer
     }
   }
 

@@ -2,8 +2,10 @@
  * Cluster-wide Prometheus metrics for shoal: one `/metrics` on the app's port, answered by any
  * worker. That worker asks the primary (`shoal:metrics`), which collects every live worker's
  * registry in parallel, each within `timeoutMs`, adds the retired workers' counters and shoal's own
- * metrics; the worker merges them with prom-client's own `AggregatorRegistry.aggregate`, so each
- * metric's `aggregator` setting applies and prom-client writes the exposition format.
+ * metrics, and merges them with prom-client's own `AggregatorRegistry.aggregate`, so each metric's
+ * `aggregator` setting applies and prom-client writes the exposition format. The primary merges when
+ * this module is loaded there (the adapters' one-file apps, or an import in a `runCluster` primary),
+ * and sends the scraping worker only the text; otherwise the worker merges.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import {
@@ -15,7 +17,9 @@ import {
   type MetricJson,
   type MetricSample,
   type Primary,
+  type RenderedMetrics,
   ShoalError,
+  setMetricsRenderer,
   supervised,
 } from '@shoal/core'
 import { AggregatorRegistry, type Registry, register } from 'prom-client'
@@ -97,18 +101,25 @@ export function resolveMetricsOptions(input: unknown = {}): Required<ClusterMetr
  */
 async function snapshot(registry: Registry): Promise<MetricJson[]> {
   const metrics = (await registry.getMetricsAsJSON()) as unknown as MetricJson[]
-  return metrics.map(({ name, help, type, aggregator, values }) => ({
-    name,
-    help,
-    type,
-    aggregator: aggregator ?? 'sum',
-    values: values.flatMap(({ value, labels, metricName }) => {
-      if (!Number.isFinite(value)) return []
-      const clean: MetricSample['labels'] = {}
-      for (const [k, v] of Object.entries(labels ?? {})) if (v !== undefined) clean[k] = v
-      return [metricName === undefined ? { value, labels: clean } : { value, labels: clean, metricName }]
-    }),
-  }))
+  // Plain loops: this runs in every worker on every scrape, ~1,000 samples each.
+  const out: MetricJson[] = new Array(metrics.length)
+  for (let i = 0; i < metrics.length; i++) {
+    const { name, help, type, aggregator, values } = metrics[i] as MetricJson
+    const clean: MetricSample[] = []
+    for (const { value, labels, metricName } of values) {
+      if (!Number.isFinite(value)) continue
+      let copy: MetricSample['labels'] = labels ?? {}
+      for (const k in copy) {
+        if (copy[k] === undefined) {
+          copy = Object.fromEntries(Object.entries(copy).filter(([, v]) => v !== undefined))
+          break
+        }
+      }
+      clean.push(metricName === undefined ? { value, labels: copy } : { value, labels: copy, metricName })
+    }
+    out[i] = { name, help, type, aggregator: aggregator ?? 'sum', values: clean }
+  }
+  return out
 }
 
 function labelled(metrics: readonly MetricJson[], labels: Record<string, string>): MetricJson[] {
@@ -125,6 +136,9 @@ export async function renderAnswer(answer: ClusterMetricsAnswer, perWorker = fal
   const merged = AggregatorRegistry.aggregate(sources)
   return { contentType: merged.contentType, body: await merged.metrics() }
 }
+
+// Loaded in the primary: it merges each scrape itself (see setMetricsRenderer); unused in a worker.
+setMetricsRenderer(renderAnswer)
 
 export interface ClusterMetrics {
   /** The cluster's metrics as text, ready to serve; without a primary, this process's registry. */
@@ -150,12 +164,12 @@ export function createClusterMetrics(options?: ClusterMetricsOptions): ClusterMe
   return {
     async scrape() {
       if (!supervised) return { contentType: registry.contentType, body: await registry.metrics() }
-      const answer = await context.request<ClusterMetricsAnswer>(
+      const answer = await context.request<ClusterMetricsAnswer | { rendered: RenderedMetrics }>(
         'shoal:metrics',
-        { timeoutMs },
+        { timeoutMs, perWorker },
         { timeoutMs: timeoutMs + PRIMARY_MARGIN_MS },
       )
-      return renderAnswer(answer, perWorker)
+      return 'rendered' in answer ? answer.rendered : renderAnswer(answer, perWorker)
     },
   }
 }
