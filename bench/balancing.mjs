@@ -46,7 +46,7 @@ function nodeBinaries(majors, log) {
       }
     }
     const version = execFileSync(path, ['--version'], { encoding: 'utf8' }).trim()
-    if (version.startsWith(process.version.split('.')[0] + '.')) continue
+    if (version.startsWith(`${process.version.split('.')[0]}.`)) continue
     bins.push({ version, path })
   }
   return bins

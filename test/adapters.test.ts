@@ -2,7 +2,7 @@
 import net from 'node:net'
 import { describe, expect, it } from 'vitest'
 import { Fixture, isAlive, sleep } from './helpers/fixture.js'
-import { get, hammer } from './helpers/http.js'
+import { answerFromEach, get, hammer } from './helpers/http.js'
 
 async function start(fixture: string, env: Record<string, string> = {}) {
   const f = new Fixture(fixture, { WORKERS: '2', ...env })
@@ -15,8 +15,8 @@ describe.each(['express-app.mjs', 'fastify-app.mjs'])('%s', (fixture) => {
   it('spreads requests over the workers and exposes one context per worker', async () => {
     const { address, pids } = await start(fixture)
     const seen = new Set<number>()
-    for (let i = 0; i < 20; i++) {
-      const ctx = (await get(`${address}/ctx`)).json<{ own: boolean; same: boolean; workerId: number; pid: number }>()
+    for (const reply of (await answerFromEach(address, pids.length, '/ctx')).values()) {
+      const ctx = reply.json<{ own: boolean; same: boolean; workerId: number; pid: number }>()
       expect(ctx).toMatchObject({ own: false, same: true })
       expect(ctx.workerId).toBeGreaterThanOrEqual(1)
       seen.add(ctx.pid)

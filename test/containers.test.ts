@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { Fixture, sleep } from './helpers/fixture.js'
-import { get } from './helpers/http.js'
+import { answerFromEach, get, pinWorkers } from './helpers/http.js'
 
 const demo = fileURLToPath(new URL('../examples/express/dist/server.js', import.meta.url))
 // The test machine's own settings must not decide the count.
@@ -97,10 +97,7 @@ describe('heap per worker', () => {
     expect(sizing).toMatchObject({ heapMb: 336, maxMemoryMb: 448 })
     const address = (started.status as { workers: { address: string }[] }).workers[0]?.address
     const seen = new Map<number, { execArgv: string[]; heapLimitMb: number }>()
-    for (let i = 0; i < 20 && seen.size < 2; i++) {
-      const r = (await get(`${address}/execargv`)).json<{ pid: number; execArgv: string[]; heapLimitMb: number }>()
-      seen.set(r.pid, r)
-    }
+    for (const [pid, reply] of await answerFromEach(address ?? '', 2, '/execargv')) seen.set(pid, reply.json())
     expect(seen.size).toBe(2)
     for (const w of seen.values()) {
       expect(w.execArgv).toContain('--max-old-space-size=336')
@@ -132,7 +129,10 @@ describe('logs that survive', () => {
     const f = new Fixture('sized-app.mjs', { ...clean, WORKERS: '2', LOGGER: 'json' }) // relayLogs is on by default
     const started = await f.event('started', undefined, 1, 60_000)
     const address = (started.status as { workers: { address: string }[] }).workers[0]?.address
-    const answers = await Promise.all(Array.from({ length: 4 }, () => get(`${address}/log?kb=16&n=40`, false, 60_000)))
+    // Two requests on each worker at once, over connections pinned to each.
+    const pins = await pinWorkers(address ?? '', 2)
+    const answers = await Promise.all(pins.flatMap((p) => [1, 2].map(() => get(`${address}/log?kb=16&n=40`, p.agent, 60_000))))
+    for (const p of pins) p.agent.destroy()
     expect(new Set(answers.map((a) => a.json().pid)).size).toBe(2)
     await f.waitUntil(() => (f.stderr.split('"big line"').length - 1 >= 160 ? true : undefined), '160 big lines', 60_000)
     await sleep(200)

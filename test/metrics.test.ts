@@ -2,13 +2,13 @@
 // the app's own port, promtool (and a real Prometheus server) on the output.
 import { execFile, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import http from 'node:http'
+import type http from 'node:http'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { Fixture, sleep } from './helpers/fixture.js'
-import { get, type Reply } from './helpers/http.js'
+import { get, pinWorkers, type Reply } from './helpers/http.js'
 
 interface Started {
   f: Fixture
@@ -71,16 +71,9 @@ async function hits(address: string, n: number): Promise<number[]> {
  * answer): where a new connection lands is up to the cluster's balancing, a kept-alive one stays there.
  */
 async function pinned(address: string, count: number): Promise<Pinned[]> {
-  const found = new Map<number, Pinned>()
-  for (let i = 0; i < 40 && found.size < count; i++) {
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
-    const reply = await get(`${address}/`, agent)
-    const { pid, slot } = reply.json<{ pid: number; slot: number }>()
-    if (found.has(pid)) agent.destroy()
-    else found.set(pid, { agent, pid, slot, address })
-  }
-  expect(found.size).toBe(count)
-  return [...found.values()]
+  const pins = await pinWorkers(address, count)
+  expect(pins.length).toBe(count)
+  return pins.map(({ agent, pid, reply }) => ({ agent, pid, slot: reply.json<{ slot: number }>().slot, address }))
 }
 
 type Pinned = { agent: http.Agent; pid: number; slot: number; address: string }

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Fixture, isAlive } from './helpers/fixture.js'
-import { get, hammer } from './helpers/http.js'
+import { answerFromEach, get, hammer } from './helpers/http.js'
 
 const dirs: string[] = []
 afterEach(() => {
@@ -33,12 +33,10 @@ async function start(fixture: string, env: Record<string, string> = {}) {
   return { f, deploy, address: status.workers[0]?.address ?? '', pids: status.workers.map((w) => w.pid) }
 }
 
+/** Each worker's code version, by pid (2 workers). */
 async function versions(address: string): Promise<Map<number, string>> {
   const seen = new Map<number, string>()
-  for (let i = 0; i < 30; i++) {
-    const body = (await get(`${address}/`)).json<{ pid: number; version: string }>()
-    seen.set(body.pid, body.version)
-  }
+  for (const [pid, reply] of await answerFromEach(address, 2)) seen.set(pid, reply.json<{ version: string }>().version)
   return seen
 }
 

@@ -1,7 +1,7 @@
 // Shared values and worker → primary requests, across real processes.
 import { describe, expect, it } from 'vitest'
 import { Fixture } from './helpers/fixture.js'
-import { get } from './helpers/http.js'
+import { answerFromEach, get } from './helpers/http.js'
 
 type Shared = { pid: number; shared: Record<string, unknown>; info?: { version: number; updatedAt: number } | null }
 
@@ -15,9 +15,9 @@ async function start(shared: string, env: Record<string, string> = {}, fixture =
 /** Requests on fresh connections until every pid in `pids` answered; returns each worker's first answer. */
 async function firstAnswers(address: string, pids: number[], path = '/'): Promise<Map<number, Shared>> {
   const seen = new Map<number, Shared>()
-  for (let i = 0; i < 100 && seen.size < pids.length; i++) {
-    const body = (await get(`${address}${path}`)).json<Shared>()
-    if (!seen.has(body.pid)) seen.set(body.pid, body)
+  for (const reply of (await answerFromEach(address, pids.length, path)).values()) {
+    const body = reply.json<Shared>()
+    seen.set(body.pid, body)
   }
   return seen
 }

@@ -84,3 +84,49 @@ export function hammer(
     done,
   }
 }
+
+export interface Pin {
+  pid: number
+  /** A keep-alive agent of one socket, connected to that worker: its requests stay there. */
+  agent: http.Agent
+  /** The answer that found it. */
+  reply: Reply
+}
+
+function pidOf(reply: Reply): number {
+  const header = Number(reply.headers['x-pid'])
+  return Number.isInteger(header) && header > 0 ? header : Number(reply.json<{ pid: number }>().pid)
+}
+
+/**
+ * Keep-alive connections pinned to `count` different workers, whatever the balancing. With a
+ * shared listening socket the kernel gives a new connection to whichever worker accepts first, so
+ * sequential fresh connections may all land on one; here each new connection is opened while every
+ * worker found so far is busy (a `busyPath` request blocking its event loop, e.g. the fixtures'
+ * `/spin`), so only a worker not found yet can accept it. Destroy the agents when done.
+ */
+export async function pinWorkers(
+  base: string,
+  count: number,
+  { path = '/', busyPath = '/spin?ms=200', attempts = 30 } = {},
+): Promise<Pin[]> {
+  const pins: Pin[] = []
+  for (let i = 0; i < attempts && pins.length < count; i++) {
+    const busy = pins.map((p) => get(`${base}${busyPath}`, p.agent).catch(() => undefined))
+    if (busy.length > 0) await new Promise((r) => setTimeout(r, 30)) // their event loops are blocked now
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+    const reply = await get(`${base}${path}`, agent)
+    await Promise.all(busy)
+    const pid = pidOf(reply)
+    if (pins.some((p) => p.pid === pid)) agent.destroy()
+    else pins.push({ pid, agent, reply })
+  }
+  return pins
+}
+
+/** Each worker's answer to `path` (by pid), found with `pinWorkers`; the connections are closed after. */
+export async function answerFromEach(base: string, count: number, path = '/', busyPath?: string): Promise<Map<number, Reply>> {
+  const pins = await pinWorkers(base, count, { path, ...(busyPath && { busyPath }) })
+  for (const p of pins) p.agent.destroy()
+  return new Map(pins.map((p) => [p.pid, p.reply]))
+}
