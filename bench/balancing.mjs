@@ -18,8 +18,9 @@ export function settings(quick = QUICK) {
   return {
     workers: 2,
     concurrency: 50,
-    helloRequests: quick ? 4000 : 20_000,
-    cpuRequests: quick ? 1000 : 5000,
+    helloRequests: quick ? 4000 : 10_000,
+    cpuRequests: quick ? 1000 : 3000,
+    rounds: quick ? 1 : 3,
     reloadLoadS: quick ? 5 : 8,
     majors: (process.env.BALANCING_NODES ?? '22,24,26').split(',').filter(Boolean),
   }
@@ -142,53 +143,85 @@ function servedSince(dir, before = {}) {
   return { now, delta }
 }
 
-async function measure(server, node, s, log, loads) {
-  const dir = mkdtempSync(join(tmpdir(), 'shoal-bench-count-'))
-  const port = server.fixedPort ? await freePort() : 0
-  const restore = server.name === 'reuse-port' ? enableMigrate() : undefined
-  const results = []
-  let running
+/**
+ * Every server of one Node version is started at once and idles while another is measured. Each
+ * (load, server) is measured `rounds` times, the servers in a rotated order each round, so drift and
+ * the machine's other work hit them alike; the row is the median round, the busiest-worker share the
+ * worst round.
+ */
+async function measureNode(node, s, log, loads) {
+  const restore = enableMigrate() // for reuse-port; it changes nothing for the others while nothing closes
+  const running = []
   try {
-    running = await startServer(new URL(server.script, apps).pathname, {
-      env: { FRAMEWORK: 'express', COUNT_DIR: dir, PORT: String(port), ...server.env },
-      execPath: node.path,
-    })
-    const balancing = running.ready.balancing
-    if (server.name !== 'plain' && server.name !== 'seed' && balancing !== server.name) {
-      log(`[balancing] ${node.version} ${server.name}: not available here (ran '${balancing}'), skipped`)
-      return []
-    }
-    for (const l of loads) {
-      const url = `${running.address}${l.path}`
-      await ab(url, { concurrency: s.concurrency, requests: Math.min(2000, l.requests), keepAlive: l.keepAlive }) // warmup
-      await sleep(300)
-      const before = servedSince(dir).now
-      const r = await ab(url, { concurrency: s.concurrency, requests: l.requests, keepAlive: l.keepAlive })
-      await sleep(300)
-      const { delta } = servedSince(dir, before)
-      const total = delta.reduce((a, b) => a + b, 0)
-      const busiest = total ? delta[0] / total : Number.NaN
-      const row = {
-        node: node.version,
-        server: server.name,
-        label: server.label,
-        load: l.name,
-        ...r,
-        processes: delta.length,
-        busiestShare: busiest,
+    for (const server of servers(s.workers)) {
+      const dir = mkdtempSync(join(tmpdir(), 'shoal-bench-count-'))
+      const port = server.fixedPort ? await freePort() : 0
+      const proc = await startServer(new URL(server.script, apps).pathname, {
+        env: { FRAMEWORK: 'express', COUNT_DIR: dir, PORT: String(port), ...server.env },
+        execPath: node.path,
+      })
+      running.push({ server, proc, dir })
+      const balancing = proc.ready.balancing
+      if (server.name !== 'plain' && server.name !== 'seed' && balancing !== server.name) {
+        log(`[balancing] ${node.version} ${server.name}: not available here (ran '${balancing}'), skipped`)
+        running.pop()
+        proc.stop()
+        rmSync(dir, { recursive: true, force: true })
       }
-      log(
-        `[balancing] ${node.version} ${l.name} ${server.name}: ${fmtInt(r.rps)} req/s, p99 ${r.p99Ms} ms, failed ${r.failed}, ` +
-          `busiest worker ${fmt(busiest * 100, 0)}% of ${delta.length}`,
-      )
-      results.push(row)
     }
+    const rows = []
+    for (const l of loads) {
+      const runs = new Map(running.map((r) => [r.server.name, []]))
+      for (const r of running) {
+        await ab(`${r.proc.address}${l.path}`, { concurrency: s.concurrency, requests: Math.min(2000, l.requests), keepAlive: l.keepAlive })
+      }
+      for (let round = 0; round < s.rounds; round++) {
+        const order = running.map((_, i) => running[(i + round) % running.length])
+        for (const r of order) {
+          await sleep(300)
+          const before = servedSince(r.dir).now
+          const result = await ab(`${r.proc.address}${l.path}`, {
+            concurrency: s.concurrency,
+            requests: l.requests,
+            keepAlive: l.keepAlive,
+          })
+          await sleep(300)
+          const { delta } = servedSince(r.dir, before)
+          const total = delta.reduce((a, b) => a + b, 0)
+          runs.get(r.server.name).push({ ...result, processes: delta.length, busiestShare: total ? delta[0] / total : Number.NaN })
+        }
+      }
+      for (const r of running) {
+        const all = runs.get(r.server.name)
+        const mid = [...all].sort((a, b) => a.rps - b.rps)[Math.floor(all.length / 2)]
+        const worst = [...all].sort((a, b) => b.busiestShare - a.busiestShare)[0]
+        const row = {
+          node: node.version,
+          server: r.server.name,
+          label: r.server.label,
+          load: l.name,
+          ...mid,
+          rpsRuns: all.map((x) => x.rps),
+          failed: all.reduce((n, x) => n + x.failed, 0),
+          aborted: all.flatMap((x) => x.aborted),
+          processes: Math.min(...all.map((x) => x.processes)),
+          busiestShare: worst.busiestShare,
+        }
+        log(
+          `[balancing] ${node.version} ${l.name} ${r.server.name}: ${fmtInt(row.rps)} req/s (runs ${row.rpsRuns.map((x) => fmtInt(x)).join(', ')}), ` +
+            `p99 ${row.p99Ms} ms, failed ${row.failed}, busiest worker ${fmt(row.busiestShare * 100, 0)}% (worst round)`,
+        )
+        rows.push(row)
+      }
+    }
+    return rows
   } finally {
-    running?.stop()
+    for (const r of running) {
+      r.proc.stop()
+      rmSync(r.dir, { recursive: true, force: true })
+    }
     restore?.()
-    rmSync(dir, { recursive: true, force: true })
   }
-  return results
 }
 
 /** nginx with its default proxy settings (HTTP/1.0, no upstream keep-alive) in front of `upstreamPort`. */
@@ -304,7 +337,7 @@ export async function run(log = console.error) {
           ]
         : []),
     ]
-    for (const server of servers(s.workers)) cases.push(...(await measure(server, node, s, log, loads)))
+    cases.push(...(await measureNode(node, s, log, loads)))
   }
   // The machine's Node and the newest one (where 'reuse-port' can run).
   const reloads = []
@@ -332,6 +365,7 @@ export function toMarkdown({ settings: s, nodes, cpuRouteMs, cpuFib, cases, relo
       String(c.p50Ms),
       String(c.p99Ms),
       c.server === 'plain' ? '' : `${fmt(c.busiestShare * 100, 0)}% (${c.processes} served)`,
+      (c.rpsRuns ?? [c.rps]).map((x) => fmtInt(x)).join(', '),
       fmtInt(c.failed + c.aborted.length),
     ]
   })
@@ -350,11 +384,13 @@ export function toMarkdown({ settings: s, nodes, cpuRouteMs, cpuFib, cases, relo
     '',
     `ApacheBench (\`ab\`), ${s.concurrency} concurrent, Express hello route (${fmtInt(s.helloRequests)} requests) and the CPU route ` +
       `(fib(${cpuFib}), ${fmt(cpuRouteMs, 2)} ms per call; ${fmtInt(s.cpuRequests)} requests, machine's Node only), after a warmup ` +
-      `of up to 2,000 requests. **new connection per request**: \`ab\` without \`-k\` (what nginx's default upstream, health checkers ` +
+      `of up to 2,000 requests. Every server of a Node version runs at once (idle while another is measured); each (load, server) ` +
+      `is measured ${s.rounds} times, the servers in a rotated order each round: **req/s** is the median round (every round in ` +
+      `**runs**), p50/p99 from that round. **new connection per request**: \`ab\` without \`-k\` (what nginx's default upstream, health checkers ` +
       `and webhooks do); **keep-alive**: \`ab -k\`. ${s.workers} workers. Node versions: ${nodes.join(', ')}. ` +
       '`reuse-port` runs only where shoal allows it (Node ≥ 22.12; the bench sets `net.ipv4.tcp_migrate_req = 1` for it as root). ' +
       'ab itself takes a share of the 2 cores, so 2× one process is out of reach. **busiest worker**: its share of the requests the ' +
-      'cluster served (50% is an even spread over 2).',
+      'cluster served in the most uneven round (50% is an even spread over 2).',
     '',
     table(
       [
@@ -368,6 +404,7 @@ export function toMarkdown({ settings: s, nodes, cpuRouteMs, cpuFib, cases, relo
         'p50 ms',
         'p99 ms',
         'busiest worker',
+        'runs, req/s',
         'failed',
       ],
       rows,
@@ -375,7 +412,7 @@ export function toMarkdown({ settings: s, nodes, cpuRouteMs, cpuFib, cases, relo
     '',
     '### Rolling reload under a new connection per request',
     '',
-    `\`ab -c ${s.concurrency}\` without keep-alive for about ${s.reloadLoadS} s, SIGUSR2 to the primary 1.5 s in; direct, and through nginx ` +
+    `\`ab -c $s.concurrency\` without keep-alive for about ${s.reloadLoadS} s, SIGUSR2 to the primary 1.5 s in; direct, and through nginx ` +
       'with its default proxy settings (HTTP/1.0 and a new upstream connection per request). Any failed request, non-2xx answer ' +
       "(an nginx 502) or line in nginx's error log about the upstream is a dropped request.",
     '',
