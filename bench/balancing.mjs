@@ -135,7 +135,7 @@ function ab(url, { concurrency, requests, keepAlive = false, signal }) {
 /** Requests each process served since `before` (from COUNT_DIR files), largest first. */
 function servedSince(dir, before = {}) {
   const now = {}
-  for (const pid of readdirSync(dir)) now[pid] = Number(readFileSync(join(dir, pid), 'utf8') || 0)
+  for (const pid of readdirSync(dir)) if (!pid.endsWith('.tmp')) now[pid] = Number(readFileSync(join(dir, pid), 'utf8') || 0)
   const delta = Object.entries(now)
     .map(([pid, n]) => n - (before[pid] ?? 0))
     .filter((n) => n > 0)

@@ -15,9 +15,13 @@ function slowMs(query) {
 // second, so the bench can see how evenly the workers were loaded (one integer add per request).
 let served = 0
 if (process.env.COUNT_DIR) {
-  const { writeFileSync } = await import('node:fs')
+  const { renameSync, writeFileSync } = await import('node:fs')
   const file = `${process.env.COUNT_DIR}/${process.pid}`
-  const flush = () => writeFileSync(file, String(served))
+  // Write, then rename: the bench never reads a file half-written (an empty one read as 0).
+  const flush = () => {
+    writeFileSync(`${file}.tmp`, String(served))
+    renameSync(`${file}.tmp`, file)
+  }
   setInterval(flush, 200).unref()
   process.on('exit', flush)
 }

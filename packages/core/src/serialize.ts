@@ -9,7 +9,41 @@ import { errorMessage } from './errors.js'
  * Never throws: a getter or a Proxy trap that throws while it is read is a problem like any other.
  */
 export function jsonProblem(value: unknown): string | null {
+  // Most values are fine: check without building a path for every node (a metrics snapshot has
+  // thousands), and walk again naming the spot only when something is wrong.
+  try {
+    if (isJsonSafe(value, new Set())) return null
+  } catch {
+    // a getter or a Proxy trap threw: the walk below names it
+  }
   return problemAt(value, '', new Set())
+}
+
+function isJsonSafe(value: unknown, seen: Set<object>): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true
+    case 'number':
+      return Number.isFinite(value)
+    case 'object':
+      break
+    default:
+      return false
+  }
+  if (value === null) return true
+  if (seen.has(value)) return false
+  seen.add(value)
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (!isJsonSafe(value[i], seen)) return false
+  } else {
+    const proto = Object.getPrototypeOf(value)
+    if (proto !== Object.prototype && proto !== null) return false
+    const record = value as Record<string, unknown>
+    for (const key of Object.keys(record)) if (!isJsonSafe(record[key], seen)) return false
+  }
+  seen.delete(value)
+  return true
 }
 
 function problemAt(value: unknown, path: string, seen: Set<object>): string | null {
