@@ -183,17 +183,20 @@ export function clusterMetrics(
   options?: ClusterMetricsOptions,
 ): (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => Promise<void> {
   const metrics = createClusterMetrics(options)
-  return async (_req, res) => {
-    try {
-      const { contentType, body } = await metrics.scrape()
-      res.statusCode = 200
-      res.setHeader('content-type', contentType)
-      res.end(body)
-    } catch (err) {
-      res.statusCode = 503
-      res.setHeader('content-type', 'text/plain; charset=utf-8')
-      res.end(`metrics unavailable: ${err instanceof Error ? err.message : String(err)}\n`)
-    }
+  return (_req, res) => respond(res, () => metrics.scrape())
+}
+
+/** Serves a scrape's text, or a 503 that says why it could not be made. */
+async function respond(res: ServerResponse, scrape: () => Promise<MetricsText>): Promise<void> {
+  try {
+    const { contentType, body } = await scrape()
+    res.statusCode = 200
+    res.setHeader('content-type', contentType)
+    res.end(body)
+  } catch (err) {
+    res.statusCode = 503
+    res.setHeader('content-type', 'text/plain; charset=utf-8')
+    res.end(`metrics unavailable: ${err instanceof Error ? err.message : String(err)}\n`)
   }
 }
 
@@ -253,15 +256,7 @@ export async function primaryMetricsServer(primary: Primary, options: PrimaryMet
       res.end()
       return
     }
-    try {
-      const { contentType, body } = await renderAnswer(await primary.collectMetrics({ timeoutMs }), perWorker)
-      res.setHeader('content-type', contentType)
-      res.end(body)
-    } catch (err) {
-      res.statusCode = 503
-      res.setHeader('content-type', 'text/plain; charset=utf-8')
-      res.end(`metrics unavailable: ${err instanceof Error ? err.message : String(err)}\n`)
-    }
+    await respond(res, async () => renderAnswer(await primary.collectMetrics({ timeoutMs }), perWorker))
   })
   // It never keeps the primary alive by itself, and closes with the cluster.
   server.unref()
