@@ -62,7 +62,9 @@ export interface AbResult {
  * neither complete nor failed. Bounded by `maxS` and `maxRequests` in any case.
  */
 export function ab(url: string, { concurrency = 50, maxS = 60, maxRequests = 1_000_000 } = {}) {
-  const child = spawn('ab', ['-q', '-r', '-c', String(concurrency), '-n', String(maxRequests), '-t', String(maxS), url], {
+  // -l: the body's length may change (a pid goes from 4 to 5 digits after a reload); without it ab
+  // counts that as a failed request. -r: a receive error is counted, not the end of the run.
+  const child = spawn('ab', ['-q', '-r', '-l', '-c', String(concurrency), '-n', String(maxRequests), '-t', String(maxS), url], {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const entry = { child }
